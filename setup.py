@@ -1,0 +1,64 @@
+"""liquid_control: an ament_python ROS 2 package that is also pip-installable.
+
+`colcon build` uses data_files to lay out share/liquid_control (launch, config, sim, policies);
+`pip install .` installs the same files under <prefix>/share/liquid_control, where
+liquid_control.core.resources finds them.
+"""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = "liquid_control"
+
+
+def tree(folder: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that mirror `folder` under share/liquid_control."""
+    entries = []
+    for root, _dirs, files in os.walk(folder):
+        paths = [os.path.join(root, f) for f in files if not f.endswith((".pyc", "~"))]
+        if paths:
+            entries.append((os.path.join("share", package_name, root), paths))
+    return entries
+
+
+ros_wheels = [
+    "ros-rclpy", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs", "ros-std-srvs",
+    "ros-diagnostic-msgs", "ros-rosgraph-msgs", "ros-lifecycle-msgs", "ros-rmw-fastrtps-cpp",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=[package_name, package_name + ".*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+        *tree("sim"),
+        *tree("policies"),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],
+    extras_require={
+        "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.0", "mujoco>=3.1", "tqdm>=4.60",
+                  "matplotlib>=3.7", "imageio>=2.30", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
+        "ros": ros_wheels,
+        "bags": ["rosbags>=0.10", "tqdm>=4.60", "matplotlib>=3.7"],
+        "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.10", "colcon-common-extensions>=0.3"],
+    },
+    zip_safe=True,
+    maintainer="liquid_control maintainers",
+    maintainer_email="maintainers@users.noreply.example",
+    description="Liquid neural network (CfC/LTC) policies as fixed-rate ROS 2 controllers",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "liquid-control = liquid_control.cli.main:main",
+            "controller = liquid_control.ros.controller_node:main",
+            "sim_bridge = liquid_control.sim_bridge_entry:main",
+        ],
+    },
+)
