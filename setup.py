@@ -53,7 +53,6 @@ setup(
     maintainer_email="maintainers@users.noreply.example",
     description="Liquid neural network (CfC/LTC) policies as fixed-rate ROS 2 controllers",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "liquid-control = liquid_control.cli.main:main",

@@ -1,0 +1,5 @@
+import sys
+
+from liquid_control.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""The robot spec and the observation assembler, on real rclpy and rosbags message objects."""
+import math
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Imu, JointState
+
+from liquid_control.core.errors import SpecError
+from liquid_control.core.observation import ObservationAssembler
+from liquid_control.core.spec import layout_difference, load_spec, parse_spec
+
+CARTPOLE = load_spec("cartpole")
+
+
+def joint_state(names, pos, vel):
+    msg = JointState()
+    msg.name, msg.position, msg.velocity = list(names), [float(v) for v in pos], [float(v) for v in vel]
+    return msg
+
+
+def test_cartpole_spec_loads_by_name_and_has_stable_hash():
+    assert CARTPOLE.obs_size == 4 and CARTPOLE.action_size == 1
+    assert CARTPOLE.topics == ("joint_states",)
+    assert CARTPOLE.hash == load_spec(CARTPOLE.source).hash
+    assert len(CARTPOLE.hash) == 16
+
+
+def test_joint_state_matched_by_name_in_any_order():
+    asm = ObservationAssembler(CARTPOLE)
+    assert asm.update("joint_states", joint_state(["hinge", "extra", "slider"], [0.1, 9.0, -0.5], [2.0, 9.0, 3.0]), 1.0) is None
+    obs, fault = asm.assemble(1.05)
+    assert fault is None
+    np.testing.assert_allclose(obs, [-0.5, 0.1, 3.0, 2.0])
+
+
+def test_rosbags_messages_decode_the_same():
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    JS, Header, Time = ts.types["sensor_msgs/msg/JointState"], ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    msg = JS(header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""), name=["slider", "hinge"],
+             position=np.array([1.0, 2.0]), velocity=np.array([3.0, 4.0]), effort=np.array([]))
+    asm = ObservationAssembler(CARTPOLE)
+    assert asm.update("joint_states", msg, 0.0) is None
+    np.testing.assert_allclose(asm.assemble(0.0)[0], [1.0, 2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("msg, reason", [
+    (joint_state(["slider", "hinge"], [0.0, math.nan], [0.0, 0.0]), "non-finite value in JointState.position[hinge]"),
+    (joint_state(["slider", "hinge"], [0.0, math.inf], [0.0, 0.0]), "non-finite"),
+    (joint_state(["slider"], [0.0], [0.0]), "joint 'hinge' missing"),
+    (joint_state(["slider", "hinge"], [0.0, 0.0, 1.0], [0.0, 0.0]), "3 values for 2 names"),
+    (joint_state(["slider", "hinge"], [0.0, 0.0], []), "JointState.velocity is empty"),
+])
+def test_bad_message_is_rejected_whole_and_marks_topic_invalid(msg, reason):
+    asm = ObservationAssembler(CARTPOLE)
+    asm.update("joint_states", joint_state(["slider", "hinge"], [1, 2], [3, 4]), 0.0)
+    err = asm.update("joint_states", msg, 0.01)
+    assert err is not None and reason in err
+    obs, fault = asm.assemble(0.02)
+    np.testing.assert_allclose(obs, [1, 2, 3, 4])  # last good values, nothing half-written
+    assert fault.kind == "invalid" and reason in fault.reason
+    asm.update("joint_states", joint_state(["slider", "hinge"], [5, 6], [7, 8]), 0.03)
+    assert asm.assemble(0.03)[1] is None
+
+
+def test_missing_then_stale():
+    asm = ObservationAssembler(CARTPOLE)
+    assert asm.assemble(0.0)[1].kind == "missing"
+    asm.update("joint_states", joint_state(["slider", "hinge"], [0, 0], [0, 0]), 1.0)
+    assert asm.assemble(1.0 + CARTPOLE.safety.sensor_timeout * 0.9)[1] is None
+    fault = asm.assemble(1.0 + CARTPOLE.safety.sensor_timeout * 1.1)[1]
+    assert fault.kind == "stale" and "timeout" in fault.reason
+
+
+def test_imu_and_scaling():
+    spec = parse_spec({
+        "robot": "t", "rate_hz": 100,
+        "observation": [{"topic": "imu", "type": "sensor_msgs/Imu", "field": "angular_velocity", "axes": ["z", "x"],
+                         "scale": [2.0, 1.0], "offset": [1.0, 0.0]}],
+        "action": {"topic": "cmd", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]},
+    })
+    msg = Imu()
+    msg.angular_velocity.x, msg.angular_velocity.z = 3.0, 4.0
+    asm = ObservationAssembler(spec)
+    assert asm.update("imu", msg, 0.0) is None
+    np.testing.assert_allclose(asm.assemble(0.0)[0], [(4.0 - 1.0) * 2.0, 3.0])
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"rate_hz": 0}, "rate_hz"),
+    ({"observation": [{"topic": "x", "type": "sensor_msgs/msg/Foo", "field": "a"}]}, "unsupported message type"),
+    ({"observation": [{"topic": "x", "type": "sensor_msgs/msg/JointState", "field": "pos", "joints": ["a"]}]}, "no field 'pos'"),
+    ({"observation": [{"topic": "x", "type": "sensor_msgs/msg/JointState", "field": "position"}]}, "need 'joints'"),
+    ({"action": {"topic": "c", "type": "std_msgs/msg/String", "names": ["a"]}}, "unsupported command type"),
+    ({"action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"], "scale": [1, 2]}}, "expected 1 values"),
+    ({"action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"], "safe": 5,
+                 "limits": {"lower": -1, "upper": 1}}}, "outside the limits"),
+])
+def test_bad_spec_names_the_problem(patch, message):
+    data = {"robot": "t", "rate_hz": 50,
+            "observation": [{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"]}],
+            "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]}}
+    data.update(patch)
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_unknown_robot_lists_known_ones():
+    with pytest.raises(SpecError, match="unknown robot 'nope'.*cartpole"):
+        load_spec("nope")
+
+
+def test_layout_difference_names_the_field():
+    other = CARTPOLE.layout()
+    other["observation"][1]["names"] = ["slider", "pole"]
+    assert layout_difference(CARTPOLE.layout(), other) == \
+        "observation[1].names is ['slider', 'pole'], expected ['slider', 'hinge']"
+    assert layout_difference(CARTPOLE.layout(), CARTPOLE.layout()) is None
