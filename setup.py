@@ -57,7 +57,7 @@ setup(
         "console_scripts": [
             "liquid-control = liquid_control.cli.main:main",
             "controller = liquid_control.ros.controller_node:main",
-            "sim_bridge = liquid_control.sim_bridge_entry:main",
+            "sim_bridge = liquid_control.ros.sim_bridge:main",
         ],
     },
 )
