@@ -1,0 +1,130 @@
+"""The action -> command pipeline: what happens to a policy output before it reaches an actuator.
+
+Shared by the controller node and offline bag replay, so that both produce the same command from the
+same action and `dt`. Per tick, in this order:
+
+  1. raw     = action * spec.action.scale
+  2. ramp    = base + f * (raw - base), f = min(1, t / soft_start): the command is faded in from
+               `base` (what was published when the ramp began: the safe command after activation or
+               recovery) over the soft-start time; f = 1 when soft_start is 0.
+  3. rate    = clip(ramp, prev - rate_limit*dt, prev + rate_limit*dt), prev = last published command
+  4. clamp   = clip(rate, lower, upper)
+
+A non-finite action (or a non-finite result) yields the safe command instead: zero -> spec.action.safe,
+hold -> the last good command. The safe command is applied at once (no rate limit: stopping must not be
+slowed down); the next good command is rate limited from it. The output is never non-finite.
+
+Pure numpy on preallocated buffers: no allocation per tick.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from liquid_control.core.errors import SpecError
+from liquid_control.core.spec import ActionSpec
+
+SAFE_BEHAVIOURS = ("zero", "hold")
+
+
+class CommandPipeline:
+    """Turns actions into commands for one actuator set. Not thread-safe: one caller (the loop)."""
+
+    def __init__(self, action: ActionSpec, soft_start: float = 0.0, safe_behaviour: str = "zero",
+                 lower: tuple[float, ...] | None = None, upper: tuple[float, ...] | None = None):
+        if safe_behaviour not in SAFE_BEHAVIOURS:
+            raise SpecError(f"safe_behaviour must be one of {SAFE_BEHAVIOURS}, got {safe_behaviour!r}")
+        if not (soft_start >= 0.0 and np.isfinite(soft_start)):
+            raise SpecError(f"soft_start must be a finite time >= 0 s, got {soft_start!r}")
+        n = action.size
+        self.names = action.names
+        self.size = n
+        self.scale = np.asarray(action.scale, dtype=np.float64)
+        self.lower = np.asarray(action.lower if lower is None else lower, dtype=np.float64)
+        self.upper = np.asarray(action.upper if upper is None else upper, dtype=np.float64)
+        if self.lower.shape != (n,) or self.upper.shape != (n,):
+            raise SpecError(f"command limits need {n} values each ({', '.join(action.names)})")
+        if np.any(self.lower > self.upper):
+            raise SpecError(f"command limits: lower {self.lower.tolist()} exceeds upper {self.upper.tolist()}")
+        self.safe_value = np.asarray(action.safe, dtype=np.float64)
+        if np.any(self.safe_value < self.lower) or np.any(self.safe_value > self.upper):
+            raise SpecError(f"safe command {self.safe_value.tolist()} lies outside the limits "
+                            f"[{self.lower.tolist()}, {self.upper.tolist()}]")
+        self.rate_limit = None if action.rate_limit is None else np.asarray(action.rate_limit, dtype=np.float64)
+        self.soft_start = float(soft_start)
+        self.safe_behaviour = safe_behaviour
+        # Preallocated state and scratch.
+        self._out = np.empty(n)  # the command handed to the caller (view; copy to keep)
+        self._prev = np.empty(n)  # last command published (good or safe)
+        self._last_good = np.empty(n)  # last command that came from the policy
+        self._base = np.empty(n)  # where the soft-start ramp begins
+        self._raw = np.empty(n)
+        self._lo = np.empty(n)
+        self._hi = np.empty(n)
+        self._ramp_t = 0.0
+        self.reset()
+
+    # --- state -----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget history: last command = last good command = the spec's safe value; ramp from zero."""
+        self._prev[:] = self.safe_value
+        self._last_good[:] = self.safe_value
+        self._base[:] = self.safe_value
+        self._ramp_t = 0.0
+
+    def restart(self) -> None:
+        """Begin a soft start from the command published last (after activation or recovery)."""
+        self._base[:] = self._prev
+        self._ramp_t = 0.0
+
+    @property
+    def ramp(self) -> float:
+        """The soft-start factor the next good command will get (0..1)."""
+        return 1.0 if self.soft_start <= 0.0 else min(1.0, self._ramp_t / self.soft_start)
+
+    @property
+    def last(self) -> np.ndarray:
+        """The last command returned (good or safe)."""
+        return self._prev
+
+    # --- per tick --------------------------------------------------------------------------------
+    def safe(self) -> np.ndarray:
+        """The safe command (zero: spec safe value; hold: last good command), applied immediately."""
+        src = self.safe_value if self.safe_behaviour == "zero" else self._last_good
+        self._out[:] = src
+        self._prev[:] = src
+        return self._out
+
+    def apply(self, action: np.ndarray, dt: float) -> tuple[np.ndarray, bool]:
+        """The command for `action` after `dt` seconds since the previous command, and whether it is
+        good (False: the action or the result was non-finite, and the safe command was returned)."""
+        raw = self._raw
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, not warned
+                np.multiply(action, self.scale, out=raw)
+        except ValueError:  # wrong shape: treat like a non-finite output, never crash the loop
+            return self.safe(), False
+        if not np.isfinite(raw).all():
+            return self.safe(), False
+        dt = float(dt) if np.isfinite(dt) and dt > 0.0 else 0.0
+        out = self._out
+        # Soft start: fade from the base command towards the policy's command.
+        if self.soft_start > 0.0 and self._ramp_t < self.soft_start:
+            self._ramp_t += dt
+            f = min(1.0, self._ramp_t / self.soft_start)
+            np.subtract(raw, self._base, out=out)
+            out *= f
+            out += self._base
+        else:
+            out[:] = raw
+        # Rate limit relative to what was published last.
+        if self.rate_limit is not None:
+            np.multiply(self.rate_limit, dt, out=self._hi)
+            np.subtract(self._prev, self._hi, out=self._lo)
+            self._hi += self._prev
+            np.clip(out, self._lo, self._hi, out=out)
+        np.clip(out, self.lower, self.upper, out=out)
+        if not np.isfinite(out).all():  # e.g. inf - inf in the ramp: refuse rather than publish it
+            return self.safe(), False
+        self._prev[:] = out
+        self._last_good[:] = out
+        return out, True

@@ -1,0 +1,131 @@
+"""The action -> command pipeline: scale, soft start, rate limit, clamp, safe command, no allocation."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from liquid_control.core.command import CommandPipeline
+from liquid_control.core.errors import SpecError
+from liquid_control.core.spec import ActionSpec
+
+
+def action_spec(**kw) -> ActionSpec:
+    base = dict(topic="cmd", msg_type="std_msgs/msg/Float64MultiArray", names=("a", "b"), scale=(2.0, 10.0),
+                lower=(-1.0, -5.0), upper=(1.0, 5.0), rate_limit=None, safe=(0.5, 0.0))
+    base.update(kw)
+    return ActionSpec(**base)
+
+
+def test_scale_then_clamp():
+    p = CommandPipeline(action_spec())
+    cmd, ok = p.apply(np.array([0.25, 0.3]), 0.01)
+    assert ok and cmd.tolist() == [0.5, 3.0]
+    cmd, ok = p.apply(np.array([4.0, -4.0]), 0.01)
+    assert ok and cmd.tolist() == [1.0, -5.0]
+
+
+def test_soft_start_ramps_from_safe_to_policy_command():
+    p = CommandPipeline(action_spec(safe=(0.0, 0.0)), soft_start=0.1)
+    cmds = [p.apply(np.array([0.5, 0.4]), 0.02)[0].copy() for _ in range(7)]
+    # f = 0.2, 0.4, ... 1.0, 1.0: linear in elapsed time, then the full command.
+    np.testing.assert_allclose([c[1] for c in cmds], [0.8, 1.6, 2.4, 3.2, 4.0, 4.0, 4.0])
+    assert p.ramp == 1.0
+    p.restart()
+    assert p.ramp == 0.0
+    # Restarting ramps from the last published command, so there is no jump.
+    cmd, _ = p.apply(np.array([0.0, 0.0]), 0.05)
+    np.testing.assert_allclose(cmd, [0.5, 2.0])
+
+
+def test_rate_limit_per_actuator_per_dt():
+    p = CommandPipeline(action_spec(rate_limit=(1.0, 100.0), safe=(0.0, 0.0)))
+    cmd, _ = p.apply(np.array([0.5, 0.5]), 0.1)  # wants [1.0, 5.0], may move 0.1 and 10.0
+    np.testing.assert_allclose(cmd, [0.1, 5.0])
+    cmd, _ = p.apply(np.array([0.5, 0.5]), 0.2)
+    np.testing.assert_allclose(cmd, [0.3, 5.0])
+    cmd, _ = p.apply(np.array([0.5, 0.5]), 0.0)  # no time passed: no change allowed
+    np.testing.assert_allclose(cmd, [0.3, 5.0])
+    cmd, _ = p.apply(np.array([0.5, 0.5]), float("nan"))  # a bad dt counts as no time
+    np.testing.assert_allclose(cmd, [0.3, 5.0])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_action_gives_safe_command(bad):
+    p = CommandPipeline(action_spec())
+    p.apply(np.array([0.1, 0.1]), 0.01)
+    cmd, ok = p.apply(np.array([bad, 0.1]), 0.01)
+    assert not ok and cmd.tolist() == [0.5, 0.0]
+
+
+def test_wrong_action_length_gives_safe_command():
+    p = CommandPipeline(action_spec())
+    cmd, ok = p.apply(np.array([0.1, 0.1, 0.1]), 0.01)
+    assert not ok and cmd.tolist() == [0.5, 0.0]
+
+
+def test_hold_repeats_last_good_command_and_zero_gives_spec_value():
+    hold = CommandPipeline(action_spec(), safe_behaviour="hold")
+    assert hold.safe().tolist() == [0.5, 0.0]  # nothing good yet: the spec's safe value
+    hold.apply(np.array([0.3, -0.2]), 0.01)
+    assert hold.safe().tolist() == pytest.approx([0.6, -2.0])
+    zero = CommandPipeline(action_spec(), safe_behaviour="zero")
+    zero.apply(np.array([0.3, -0.2]), 0.01)
+    assert zero.safe().tolist() == [0.5, 0.0]
+
+
+def test_safe_command_bypasses_rate_limit_and_next_command_is_limited_from_it():
+    p = CommandPipeline(action_spec(rate_limit=(1.0, 1.0), safe=(0.0, 0.0)))
+    for _ in range(20):
+        p.apply(np.array([0.5, 0.5]), 0.1)
+    assert p.last.tolist() == pytest.approx([1.0, 2.0])
+    assert p.safe().tolist() == [0.0, 0.0]
+    cmd, _ = p.apply(np.array([0.5, 0.5]), 0.1)
+    np.testing.assert_allclose(cmd, [0.1, 0.1])
+
+
+def test_infinite_limits_never_produce_non_finite_output():
+    p = CommandPipeline(action_spec(lower=(-np.inf, -np.inf), upper=(np.inf, np.inf), scale=(1e308, 1e308),
+                                    safe=(0.0, 0.0)))
+    cmd, ok = p.apply(np.array([10.0, -10.0]), 0.01)  # scale overflows to +-inf
+    assert not ok and np.isfinite(cmd).all()
+
+
+def test_param_limits_override_and_validation():
+    p = CommandPipeline(action_spec(), lower=(-0.2, -1.0), upper=(0.6, 1.0))
+    cmd, _ = p.apply(np.array([1.0, -1.0]), 0.01)
+    assert cmd.tolist() == [0.6, -1.0]
+    with pytest.raises(SpecError, match="safe command"):
+        CommandPipeline(action_spec(), lower=(0.6, -1.0), upper=(0.9, 1.0))
+    with pytest.raises(SpecError, match="need 2 values"):
+        CommandPipeline(action_spec(), lower=(0.0,), upper=(1.0,))
+    with pytest.raises(SpecError, match="safe_behaviour"):
+        CommandPipeline(action_spec(), safe_behaviour="brake")
+    with pytest.raises(SpecError, match="soft_start"):
+        CommandPipeline(action_spec(), soft_start=-1.0)
+
+
+def test_steady_state_allocates_nothing_per_tick():
+    p = CommandPipeline(action_spec(rate_limit=(5.0, 5.0)), soft_start=0.05)
+    a = np.array([0.2, -0.3])
+    for _ in range(10):  # warm up (ramp done, caches filled)
+        p.apply(a, 0.01)
+    tracemalloc.start()
+    snap0 = tracemalloc.take_snapshot()
+    for _ in range(1000):
+        p.apply(a, 0.01)
+        p.safe()
+    snap1 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in snap1.compare_to(snap0, "filename")
+                if s.traceback[0].filename.endswith("command.py"))
+    assert grown < 1024  # no buffer kept per tick (1000 ticks would leave >= 16 kB)
+
+
+def test_same_inputs_same_outputs_bit_for_bit():
+    rng = np.random.default_rng(0)
+    actions, dts = rng.normal(size=(200, 2)), rng.uniform(0.005, 0.02, 200)
+    runs = []
+    for _ in range(2):
+        p = CommandPipeline(action_spec(rate_limit=(3.0, 30.0)), soft_start=0.3)
+        runs.append(np.array([p.apply(a, dt)[0].copy() for a, dt in zip(actions, dts)]))
+    assert np.array_equal(runs[0], runs[1])
