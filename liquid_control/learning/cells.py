@@ -354,8 +354,9 @@ def to_params(module: Union[CfC, LTC], obs_mean: Any = None,
               obs_std: Any = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Export a CfC / LTC module to (cfg, params) exactly as core.cellmath defines them (float32 numpy)."""
     params = _normalisation(module.input_size, obs_mean, obs_std)
-    cfg: dict[str, Any] = {"input_size": module.input_size, "state_size": module.state_size,
-                           "output_size": module.output_size, "proj": module.proj is not None}
+    # Plain ints / floats (wirings hand out numpy integers): the config is stored as JSON and checked by type.
+    cfg: dict[str, Any] = {"input_size": int(module.input_size), "state_size": int(module.state_size),
+                           "output_size": int(module.output_size), "proj": module.proj is not None}
     with torch.no_grad():
         if isinstance(module, CfC):
             specs = []
@@ -368,14 +369,14 @@ def to_params(module: Union[CfC, LTC], obs_mean: Any = None,
                     params[f"cfc{l}.w_tau"], params[f"cfc{l}.A"] = _np(layer.w_tau.abs()), _np(layer.A)
                 else:
                     params[f"cfc{l}.heads.W"], params[f"cfc{l}.heads.b"] = _np(layer.head_weight()), _np(layer.heads.bias)
-                specs.append({"size": layer.size, "backbone": len(bb)})
+                specs.append({"size": int(layer.size), "backbone": len(bb)})
             cfg["cell"] = "cfc"
             cfg["cfc"] = {"mode": module.mode, "activation": module.layers[0].activation, "layers": specs}
         elif isinstance(module, LTC):
             params.update({f"ltc.{k}": _np(v) for k, v in module.effective().items()})
             cfg["cell"] = "ltc"
-            cfg["ltc"] = {"motor_size": module.motor_size, "ode_unfolds": module.ode_unfolds,
-                          "epsilon": module.epsilon}
+            cfg["ltc"] = {"motor_size": int(module.motor_size), "ode_unfolds": int(module.ode_unfolds),
+                          "epsilon": float(module.epsilon)}
         else:
             raise TypeError(f"to_params takes a liquid_control CfC or LTC module, got {type(module).__name__}")
         if module.proj is not None:
@@ -385,7 +386,8 @@ def to_params(module: Union[CfC, LTC], obs_mean: Any = None,
 
 def _set(param: torch.Tensor, value: np.ndarray) -> None:
     with torch.no_grad():
-        param.copy_(torch.as_tensor(np.asarray(value), dtype=param.dtype).reshape(param.shape))
+        # A copy: artifact arrays may be read-only views, which torch.as_tensor warns about.
+        param.copy_(torch.tensor(np.array(value, dtype=np.float32)).reshape(param.shape))
 
 
 def from_params(cfg: dict[str, Any], params: dict[str, np.ndarray]) -> Union[CfC, LTC]:
