@@ -1,0 +1,656 @@
+"""rosbag2 reading and writing (sqlite3 and MCAP) on top of `rosbags`, hardened for recorded data.
+
+What this adds to `rosbags`:
+  * one entry point for a bag directory or a single .db3 / .mcap file, also a directory whose
+    recording crashed before metadata.yaml was written;
+  * a typestore per bag: the ROS 2 distro's message definitions (Humble, Jazzy, Kilted, ...) with the
+    definitions stored in the bag taking precedence, so a bag recorded with changed messages decodes
+    with what it was recorded with;
+  * tolerant CDR decoding: rmw_fastrtps (rclpy, ros2 bag record) sizes a serialized message by its
+    worst-case alignment, so messages holding empty sequences carry up to 4 uninitialised bytes per
+    empty sequence after the last field. rosbags' strict decoder rejects those; here they are
+    accepted, bounded, and counted; more left-over bytes than padding can explain is an error
+    (wrong type or corrupt data), never a silently wrong value;
+  * streaming reads (rosbags yields one message or one MCAP chunk at a time: memory stays bounded);
+  * corrupt and truncated bags: a clear one-line BagError, or with `recover=True` everything before
+    the damage is read and the damage is reported in the stats (an MCAP file cut mid-write is read
+    up to its last complete record);
+  * an atomic writer: the bag is written under a temporary name beside the target and renamed into
+    place when complete, so a failure never leaves a half-written bag at the target path.
+
+Only the bags layer imports this (rosbags is an optional dependency: the `bags` extra).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from liquid_control.core.errors import LiquidControlError
+
+try:
+    from rosbags.interfaces import (
+        Connection, MessageDefinitionFormat, Qos, QosDurability, QosHistory, QosLiveliness,
+        QosReliability, QosTime,
+    )
+    from rosbags.rosbag2 import ReaderError, Writer, WriterError
+    from rosbags.rosbag2.enums import StoragePlugin
+    from rosbags.rosbag2.reader import DirectoryReader
+    from rosbags.rosbag2.storage_mcap import McapReader
+    from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
+    from rosbags.serde import SerdeError
+    from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
+    from rosbags.typesys.store import Typestore
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise ModuleNotFoundError(f"the bag tools need rosbags (pip install 'liquid_control[bags]'): {_exc}") from _exc
+
+
+class BagError(LiquidControlError):
+    """A bag is missing, unreadable, corrupt, truncated, or lacks what is asked of it."""
+
+
+STORAGES = ("mcap", "sqlite3")
+_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
+
+# ros_distro as rosbag2 writes it into metadata.yaml -> rosbags' store of that distro's definitions.
+DISTROS: dict[str, Stores] = {
+    "humble": Stores.ROS2_HUMBLE, "iron": Stores.ROS2_IRON, "jazzy": Stores.ROS2_JAZZY,
+    "kilted": Stores.ROS2_KILTED, "lyrical": Stores.ROS2_LYRICAL, "rolling": Stores.LATEST,
+}
+DEFAULT_DISTRO = "kilted"
+
+# Errors that the storage back ends raise on damaged data while reading (sqlite via apsw, MCAP via
+# struct/zstd/lz4); caught only around storage reads.
+try:
+    import apsw as _apsw
+
+    _STORAGE_ERRORS: tuple[type[BaseException], ...] = (ReaderError, _apsw.Error, struct.error, EOFError,
+                                                          ValueError, OSError)
+except ModuleNotFoundError:  # pragma: no cover
+    _STORAGE_ERRORS = (ReaderError, struct.error, EOFError, ValueError, OSError)
+
+
+def normalize_topic(name: str) -> str:
+    """'joint_states' and '/joint_states' are one topic (rosbag2 records fully qualified names)."""
+    name = name.strip()
+    return name if name.startswith("/") else "/" + name
+
+
+# --------------------------------------------------------------------------------------------------
+# Typestores
+# --------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def distro_typestore(distro: str | None = None) -> Typestore:
+    """The standard message definitions of a ROS 2 distro (default: Kilted)."""
+    key = (distro or DEFAULT_DISTRO).lower()
+    if key not in DISTROS:
+        raise BagError(f"unknown ROS distro {distro!r}; known: {', '.join(sorted(DISTROS))}")
+    return get_typestore(DISTROS[key])
+
+
+def _parse_definition(conn: Connection) -> dict[str, Any]:
+    data = conn.msgdef.data
+    if conn.msgdef.format == MessageDefinitionFormat.MSG:
+        return get_types_from_msg(data, conn.msgtype)
+    sep = "=" * 80 + "\n"
+    types: dict[str, Any] = {}
+    if data.startswith(f"{sep}IDL: "):
+        for part in data.split(sep)[1:]:
+            types.update(get_types_from_idl(part.split("\n", 1)[1]))
+    else:
+        types.update(get_types_from_idl(data))
+    return types
+
+
+def bag_typestore(connections: Iterable[Connection], distro: str | None = None) -> tuple[Typestore, list[str]]:
+    """A typestore for these connections: their stored definitions first, the distro's for the rest.
+
+    Returns the store and notes (definitions that could not be parsed and fell back to the distro's).
+    """
+    base = distro_typestore(distro)
+    stored: dict[str, Any] = {}
+    notes: list[str] = []
+    for conn in connections:
+        if conn.msgdef.format == MessageDefinitionFormat.NONE or conn.msgtype in stored:
+            continue
+        try:
+            stored.update(_parse_definition(conn))
+        except Exception as exc:  # a malformed stored definition: say so, use the distro's
+            notes.append(f"stored definition of {conn.msgtype} is unreadable ({exc}); using {distro or DEFAULT_DISTRO}'s")
+    if not stored:
+        return base, notes
+    store = get_typestore(Stores.EMPTY)
+    try:
+        store.register(stored)  # the bag's definitions win ...
+    except TypesysError as exc:
+        raise BagError(f"the bag's message definitions are inconsistent: {exc}") from None
+    # ... and the distro fills in what the bag does not define (types of topics without definitions).
+    store.register({k: v for k, v in base.fielddefs.items() if k not in store.fielddefs})
+    return store, notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Tolerant CDR
+# --------------------------------------------------------------------------------------------------
+class CdrError(BagError):
+    """A message's bytes do not decode as its type."""
+
+
+def _empty_sequences(msg: Any) -> int:
+    """How many empty sequences a decoded message holds (each may leave 4 bytes of rmw padding)."""
+    n = 0
+    for name in getattr(msg, "__dataclass_fields__", ()):
+        if name == "__msgtype__":
+            continue
+        value = getattr(msg, name)
+        if isinstance(value, np.ndarray):
+            n += value.size == 0
+        elif isinstance(value, list):
+            if not value:
+                n += 1
+            elif hasattr(value[0], "__dataclass_fields__"):
+                n += sum(_empty_sequences(v) for v in value)
+        elif hasattr(value, "__dataclass_fields__"):
+            n += _empty_sequences(value)
+    return n
+
+
+def decode_cdr(typestore: Typestore, data: bytes | memoryview, msgtype: str) -> tuple[Any, int]:
+    """Decode one CDR message; returns (message, number of trailing padding bytes ignored).
+
+    Accepts the trailing bytes that rmw implementations leave (the encapsulation's 0-3 alignment
+    bytes, plus up to 4 per empty sequence from rmw_fastrtps' worst-case sizing); rejects more.
+    """
+    if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1):
+        head = bytes(data[:4]).hex() or "nothing"
+        raise CdrError(f"{msgtype}: not plain CDR (encapsulation header {head}, expected 0000 or 0001)")
+    try:
+        msgdef = typestore.get_msgdef(msgtype)
+    except KeyError:
+        raise CdrError(f"unknown message type {msgtype} (not in the bag's definitions nor the distro's)") from None
+    func = msgdef.deserialize_cdr_le if data[1] else msgdef.deserialize_cdr_be
+    try:
+        msg, pos = func(memoryview(data)[4:], 0, msgdef.cls, typestore)
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError, SerdeError) as exc:
+        raise CdrError(f"{msgtype}: {len(data)} bytes do not decode ({exc})") from None
+    trailing = len(data) - 4 - pos
+    if trailing > 3:
+        allowed = 3 + 4 * _empty_sequences(msg)
+        if trailing > allowed:
+            raise CdrError(f"{msgtype}: {trailing} bytes left over after the last field, at most {allowed} "
+                           "can be padding (wrong message type or corrupt data)")
+    return msg, trailing
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+class RawMessage(NamedTuple):
+    topic: str
+    msgtype: str
+    log_time_ns: int  # rosbag2's receive time
+    data: bytes
+
+
+class BagMessage(NamedTuple):
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    msg: Any  # a rosbags dataclass with ROS field names
+
+
+@dataclass(frozen=True)
+class BagTopic:
+    name: str
+    msgtype: str
+    count: int
+    qos: tuple[Qos, ...]
+    connection: Connection = field(repr=False, compare=False)
+
+
+@dataclass
+class ReadStats:
+    """What happened while reading: reported at the end, so no skip goes unnoticed."""
+
+    read: int = 0
+    decoded: int = 0
+    padded: int = 0  # decoded with trailing rmw padding
+    skipped: Counter = field(default_factory=Counter)  # (topic, reason) -> count
+    damage: str | None = None  # set when a recovering read stopped at damage
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def lines(self) -> list[str]:
+        out = [f"read {self.read} messages, decoded {self.decoded}"
+               + (f" ({self.padded} with rmw trailing padding)" if self.padded else "")]
+        for (topic, reason), n in sorted(self.skipped.items()):
+            out.append(f"skipped {n} on {topic}: {reason}")
+        if self.damage:
+            out.append(f"stopped at damage: {self.damage}")
+        out += self.notes
+        return out
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_OPS = set(range(0x01, 0x11))
+
+
+def _mcap_intact_end(bio: Any, data_start: int, size: int) -> tuple[int, int]:
+    """Offset after the last complete data-section record of an MCAP file, and how many records.
+
+    Walks the top-level records (opcode + length) without reading their bodies; stops at the first
+    record that runs past the end of the file, a zero-filled or foreign byte, or the DataEnd record.
+    """
+    pos, records = data_start, 0
+    while pos + 9 <= size:
+        bio.seek(pos)
+        head = bio.read(9)
+        op, length = head[0], struct.unpack("<Q", head[1:])[0]
+        if op not in _MCAP_OPS or op in (0x02, 0x0F) or pos + 9 + length > size:
+            break
+        pos += 9 + length
+        records += 1
+    return pos, records
+
+
+class _RecoveringMcapReader(McapReader):
+    """An MCAP reader that, when the file has no valid footer (cut while recording), reads the
+    complete records before the cut instead of refusing the file."""
+
+    recover = True
+
+    def _open(self) -> None:
+        self.damage: str | None = None
+        try:
+            super()._open()
+            return
+        except ReaderError as exc:
+            if not self.recover or not self.data_start:
+                raise
+            reason = str(exc)
+        size = self.bio.seek(0, 2)
+        end, records = _mcap_intact_end(self.bio, self.data_start, size)
+        self.schemas.clear()
+        self.channels.clear()
+        self.chunks.clear()
+        self.connections.clear()
+        self.statistics = None
+        self.data_end = end
+        self.meta_scan()  # builds statistics and connections from the intact records
+        stats = self.statistics
+        self.connections = [c._replace(msgcount=stats.channel_message_counts.get(c.id, 0)) for c in self.connections]
+        n = stats.message_count
+        self.metadata = self.metadata._replace(
+            duration=stats.end_time - stats.start_time + 1 if n else 0,
+            start_time=stats.start_time if n else 2**63 - 1, end_time=stats.end_time + 1 if n else 0,
+            message_count=n)
+        self.damage = (f"{self.path}: {reason} - file cut at byte {size}; read {records} intact records "
+                       f"({n} messages) up to byte {end}")
+
+
+class _StrictMcapReader(_RecoveringMcapReader):
+    recover = False
+
+
+class _RecoveringDirectoryReader(DirectoryReader):
+    STORAGE_PLUGINS = {"mcap": _RecoveringMcapReader, "sqlite3": Sqlite3Reader}
+
+
+class _StrictDirectoryReader(DirectoryReader):
+    STORAGE_PLUGINS = {"mcap": _StrictMcapReader, "sqlite3": Sqlite3Reader}
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class BagReader:
+    """A rosbag2 bag opened for streaming reads. Use as a context manager, or call close().
+
+    path: a bag directory (with metadata.yaml; or, after a crashed recording, with exactly one
+    storage file), or a single .mcap / .db3 file.
+    distro: whose message definitions decode topics the bag stores no definition for.
+    recover: read up to damage (a cut MCAP, a damaged sqlite page) instead of raising; the damage
+    is reported in `stats.damage`.
+    """
+
+    def __init__(self, path: str | Path, *, distro: str | None = None, recover: bool = False):
+        self.path = Path(path)
+        self.recover = recover
+        self.stats = ReadStats()
+        self._storage = None
+        self._open()
+        try:
+            self.typestore, notes = bag_typestore(self._storage.connections, distro or self._distro())
+        except BaseException:
+            self.close()
+            raise
+        self.stats.notes += notes
+        self.topics: dict[str, BagTopic] = {}
+        for conn in self._storage.connections:
+            if conn.topic in self.topics:  # one topic recorded with two types: keep the first, say so
+                self.stats.notes.append(f"topic {conn.topic} has several types; using {self.topics[conn.topic].msgtype}")
+                continue
+            self.topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, conn.msgcount,
+                                               tuple(conn.ext.offered_qos_profiles), conn)
+
+    # --- opening ---------------------------------------------------------------------------------
+    def _open(self) -> None:
+        p = self.path
+        if not p.exists():
+            raise BagError(f"bag {p} does not exist")
+        if p.is_dir():
+            if (p / "metadata.yaml").exists():
+                cls = _RecoveringDirectoryReader if self.recover else _StrictDirectoryReader
+                self.storage = str(self._metadata_storage(p))
+                storage = cls(p)
+            else:
+                files = sorted(f for f in p.iterdir() if f.suffix in _SUFFIX)
+                if len(files) != 1:
+                    what = "no .mcap or .db3 file" if not files else f"{len(files)} storage files ({', '.join(f.name for f in files)})"
+                    raise BagError(f"{p} is not a rosbag2 bag: no metadata.yaml and {what}")
+                self.stats.notes.append(f"{p} has no metadata.yaml (recording not closed?); read {files[0].name} directly")
+                self.path = p = files[0]
+        if p.is_file():
+            if p.suffix not in _SUFFIX:
+                raise BagError(f"{p} is not a rosbag2 file: expected a bag directory, .mcap or .db3")
+            self.storage = _SUFFIX[p.suffix]
+            if self.storage == "mcap":
+                storage = (_RecoveringMcapReader if self.recover else _StrictMcapReader)(p)
+            else:
+                storage = Sqlite3Reader(p)
+        try:
+            storage.open()
+        except FileNotFoundError as exc:
+            raise BagError(f"bag {p}: {_explain(exc)}") from None
+        except (*_STORAGE_ERRORS, KeyError, TypeError) as exc:
+            hint = self._hint(exc)
+            raise BagError(f"cannot read bag {p}: {_explain(exc)}{hint}") from None
+        self._storage = storage
+        for s in getattr(storage, "storages", [storage]):
+            if getattr(s, "damage", None):
+                self.stats.damage = s.damage
+
+    def _hint(self, exc: BaseException) -> str:
+        text = str(exc)
+        if not self.recover and ("magic" in text or "Truncated" in text or "footer" in text):
+            return " (the file looks truncated; recover=True / --recover reads the intact part)"
+        if "malformed" in text:
+            return " (a damaged sqlite3 bag; `sqlite3 FILE.db3 .recover` can salvage its rows into a new file)"
+        return ""
+
+    @staticmethod
+    def _metadata_storage(p: Path) -> str:
+        try:
+            import yaml
+
+            info = yaml.safe_load((p / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+            return str(info.get("storage_identifier", "?"))
+        except Exception:
+            return "?"
+
+    def _distro(self) -> str | None:
+        meta = getattr(self._storage, "metadata", None)
+        distro = getattr(meta, "ros_distro", None)
+        return distro if distro in DISTROS else None
+
+    # --- facts -----------------------------------------------------------------------------------
+    @property
+    def start_ns(self) -> int:
+        return int(self._storage.metadata.start_time)
+
+    @property
+    def end_ns(self) -> int:
+        """One past the last message's log time (0 for an empty bag)."""
+        return int(self._storage.metadata.end_time)
+
+    @property
+    def duration(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def message_count(self) -> int:
+        return int(self._storage.metadata.message_count)
+
+    def topic(self, name: str) -> BagTopic | None:
+        """A topic by name; relative names match their fully qualified form."""
+        return self.topics.get(name) or self.topics.get(normalize_topic(name))
+
+    def require(self, topics: dict[str, str | None], what: str = "needed") -> dict[str, BagTopic]:
+        """The bag topics for {name: expected msgtype or None}; a BagError naming the first missing
+        or mistyped topic (and what the bag has instead)."""
+        found = {}
+        for name, msgtype in topics.items():
+            t = self.topic(name)
+            if t is None:
+                have = ", ".join(f"{x.name} ({x.msgtype})" for x in self.topics.values()) or "no topics"
+                raise BagError(f"bag {self.path} has no topic {normalize_topic(name)} ({what}); it has: {have}")
+            if msgtype and t.msgtype != msgtype:
+                raise BagError(f"bag topic {t.name} has type {t.msgtype}, {what} as {msgtype}")
+            if t.count == 0:
+                raise BagError(f"bag topic {t.name} ({what}) holds no messages")
+            found[name] = t
+        return found
+
+    # --- streaming -------------------------------------------------------------------------------
+    def raw_messages(self, topics: Iterable[str] | None = None, start_ns: int | None = None,
+                     stop_ns: int | None = None) -> Iterator[RawMessage]:
+        """Messages in log-time order, undecoded. Damage mid-read raises BagError (or, recovering,
+        ends the stream and sets stats.damage)."""
+        if topics is None:
+            conns = [t.connection for t in self.topics.values()]
+        else:
+            conns = [t.connection for name in topics if (t := self.topic(name)) is not None]
+        if not conns:
+            return
+        it = self._storage.messages(conns, start_ns, stop_ns)
+        last_ns = None
+        while True:
+            try:
+                conn, t_ns, data = next(it)
+            except StopIteration:
+                return
+            except _STORAGE_ERRORS as exc:
+                where = "at the start" if last_ns is None else f"after log time {last_ns / 1e9:.6f} s"
+                reason = f"{self.path}: damaged {where}: {_explain(exc)}"
+                if not self.recover:
+                    raise BagError(f"{reason} (recover=True / --recover reads up to the damage)") from None
+                self.stats.damage = reason
+                return
+            last_ns = t_ns
+            self.stats.read += 1
+            yield RawMessage(conn.topic, conn.msgtype, t_ns, data)
+
+    def decode(self, raw: RawMessage) -> Any | None:
+        """Decode one message; None (and a counted skip) when it does not decode as its type."""
+        try:
+            msg, trailing = decode_cdr(self.typestore, raw.data, raw.msgtype)
+        except CdrError as exc:
+            self.stats.skipped[(raw.topic, str(exc))] += 1
+            return None
+        self.stats.decoded += 1
+        self.stats.padded += trailing > 3
+        return msg
+
+    def messages(self, topics: Iterable[str] | None = None, start_ns: int | None = None,
+                 stop_ns: int | None = None) -> Iterator[BagMessage]:
+        """Decoded messages in log-time order; undecodable ones are skipped and counted in stats."""
+        for raw in self.raw_messages(topics, start_ns, stop_ns):
+            msg = self.decode(raw)
+            if msg is not None:
+                yield BagMessage(raw.topic, raw.msgtype, raw.log_time_ns, msg)
+
+    # --- lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        storage, self._storage = self._storage, None
+        if storage is not None:
+            try:
+                storage.close()
+            except Exception:
+                pass
+
+    def __enter__(self) -> "BagReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_bag(path: str | Path, *, distro: str | None = None, recover: bool = False) -> BagReader:
+    return BagReader(path, distro=distro, recover=recover)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+def qos_profile(*, reliable: bool = True, depth: int = 10, transient_local: bool = False) -> Qos:
+    """A QoS profile as rosbag2 stores it (offered_qos_profiles) and `ros2 bag play` reuses it."""
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, depth,
+               QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
+               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
+SENSOR_QOS = qos_profile(reliable=False, depth=5)  # rclpy's qos_profile_sensor_data
+COMMAND_QOS = qos_profile(reliable=True, depth=10)
+
+
+class BagWriter:
+    """Writes a rosbag2 bag atomically: nothing appears at `path` until close() succeeds.
+
+    MCAP by default, sqlite3 on request. Every topic carries its message definition (from the
+    typestore, or copied from a source bag) and its offered QoS profiles, so `ros2 bag info/play`
+    and rosbags read the result. Use as a context manager: an exception aborts and removes the
+    temporary bag.
+    """
+
+    def __init__(self, path: str | Path, *, storage: str = "mcap", typestore: Typestore | None = None,
+                 overwrite: bool = False):
+        if storage not in STORAGES:
+            raise BagError(f"unknown bag storage {storage!r}; choose {' or '.join(STORAGES)}")
+        self.path = Path(path)
+        if self.path.suffix in _SUFFIX:
+            raise BagError(f"{self.path}: give a bag directory name (without {self.path.suffix}); "
+                           "the storage file is created inside it")
+        if self.path.exists() and not overwrite:
+            raise BagError(f"output bag {self.path} exists already (not overwriting)")
+        if not self.path.parent.is_dir():
+            raise BagError(f"cannot write bag {self.path}: folder {self.path.parent} does not exist")
+        self.storage = storage
+        self.overwrite = overwrite
+        self.typestore = typestore or distro_typestore(None)
+        # The temporary parent keeps the final directory name, so the storage file inside is named
+        # <bag>.mcap / <bag>.db3 as `ros2 bag record` would name it.
+        self._tmp_parent = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        shutil.rmtree(self._tmp_parent, ignore_errors=True)
+        self._tmp_parent.mkdir()
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self._tmp_parent / self.path.name, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        try:
+            self._writer.open()
+        except (WriterError, OSError) as exc:
+            shutil.rmtree(self._tmp_parent, ignore_errors=True)
+            raise BagError(f"cannot write bag {self.path}: {_explain(exc)}") from None
+        self._conns: dict[str, Connection] = {}
+        self.count = 0
+        self._closed = False
+
+    def add_topic(self, topic: str, msgtype: str, *, qos: Iterable[Qos] = (COMMAND_QOS,),
+                  msgdef: str | None = None, digest: str | None = None) -> Connection:
+        """Register a topic; its definition comes from the typestore unless given."""
+        topic = normalize_topic(topic)
+        if topic in self._conns:
+            raise BagError(f"topic {topic} added twice to {self.path}")
+        if not msgdef or not digest:
+            if msgtype not in self.typestore.fielddefs:
+                raise BagError(f"cannot write {topic}: unknown message type {msgtype}")
+            msgdef, digest = self.typestore.generate_msgdef(msgtype, ros_version=2)[0], self.typestore.hash_rihs01(msgtype)
+        conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=digest,
+                                           offered_qos_profiles=list(qos))
+        self._conns[topic] = conn
+        return conn
+
+    def add_topic_like(self, source: BagTopic, source_typestore: Typestore, topic: str | None = None) -> Connection:
+        """Register a topic copied from a source bag: same type, definition and QoS."""
+        conn = source.connection
+        msgdef = conn.msgdef.data if conn.msgdef.format != MessageDefinitionFormat.NONE else None
+        if msgdef is None:
+            msgdef = source_typestore.generate_msgdef(conn.msgtype, ros_version=2)[0]
+        digest = conn.digest or source_typestore.hash_rihs01(conn.msgtype)
+        return self.add_topic(topic or source.name, conn.msgtype, qos=source.qos or (COMMAND_QOS,),
+                              msgdef=msgdef, digest=digest)
+
+    def write(self, topic: str, log_time_ns: int, data: bytes | memoryview) -> None:
+        """Write serialized CDR as is (no re-serialisation)."""
+        conn = self._conns.get(topic) or self._conns.get(normalize_topic(topic))
+        if conn is None:
+            raise BagError(f"topic {topic} was not added to {self.path}")
+        self._writer.write(conn, int(log_time_ns), data)
+        self.count += 1
+
+    def write_msg(self, topic: str, log_time_ns: int, msg: Any) -> None:
+        conn = self._conns.get(topic) or self._conns[normalize_topic(topic)]
+        self.write(topic, log_time_ns, self.typestore.serialize_cdr(msg, conn.msgtype))
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        self._writer.set_custom_data(key, value)
+
+    def close(self) -> Path:
+        """Finish the bag and move it into place. Returns the final path."""
+        if self._closed:
+            return self.path
+        try:
+            self._writer.close()
+            if self.path.exists() and self.overwrite:
+                shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+            os.replace(self._tmp_parent / self.path.name, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            shutil.rmtree(self._tmp_parent, ignore_errors=True)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written; the target path is left as it was."""
+        if self._closed:
+            return
+        try:
+            self._writer.abort()
+        except Exception:
+            pass
+        shutil.rmtree(self._tmp_parent, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_file_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write a small output file (CSV, JSON) via a temporary sibling and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

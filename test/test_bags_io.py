@@ -1,0 +1,255 @@
+"""rosbag2 reading and writing on real bag files (written by rosbags, in both storages), and the ways
+recorded bags go wrong: missing, corrupt, truncated, missing topics, unknown types, rmw-padded CDR."""
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liquid_control.bags.io import (BagError, BagWriter, CdrError, COMMAND_QOS, SENSOR_QOS,
+                                    decode_cdr, distro_typestore, open_bag)
+from liquid_control.bags.synth import write_cartpole_bag
+from liquid_control.core.errors import LiquidControlError
+
+JS = "sensor_msgs/msg/JointState"
+F64 = "std_msgs/msg/Float64MultiArray"
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bags")
+    return {st: write_cartpole_bag(root / st, duration=2.0, storage=st) for st in ("mcap", "sqlite3")}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_roundtrip_keeps_messages_types_definitions_and_qos(bags, storage):
+    info = bags[storage]
+    with open_bag(info.path) as bag:
+        assert bag.storage == storage
+        assert {t: (x.msgtype, x.count) for t, x in bag.topics.items()} == {
+            "/joint_states": (JS, info.joint_messages), "/effort_controller/commands": (F64, info.command_messages)}
+        assert info.joint_messages == 1000 and info.command_messages == 50
+        js = bag.topics["/joint_states"]
+        assert js.qos == (SENSOR_QOS,) and bag.topics["/effort_controller/commands"].qos == (COMMAND_QOS,)
+        assert "float64[] position" in js.connection.msgdef.data  # definition stored in the bag
+        times, first = [], None
+        for m in bag.messages(["joint_states"]):  # relative names match recorded /joint_states
+            times.append(m.log_time_ns)
+            first = first or m
+        assert len(times) == 1000 and times == sorted(times)
+        assert list(first.msg.name) == ["slider", "hinge"] and first.msg.position.shape == (2,)
+        assert first.msg.header.stamp.sec == info.start_ns // 10**9
+        assert bag.stats.decoded == 1000 and bag.stats.skipped_total == 0
+
+
+@pytest.mark.parametrize("storage, suffix", [("mcap", ".mcap"), ("sqlite3", ".db3")])
+def test_single_storage_file_and_dir_without_metadata_open(bags, storage, suffix, tmp_path):
+    src = bags[storage].path
+    f = src / f"{src.name}{suffix}"
+    with open_bag(f) as bag:
+        assert bag.message_count == 1050
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / f"crashed{suffix}").write_bytes(f.read_bytes())  # recording died before metadata.yaml
+    with open_bag(crashed) as bag:
+        assert sum(1 for _ in bag.messages()) == 1050
+        assert any("no metadata.yaml" in n for n in bag.stats.notes)
+
+
+def test_missing_and_foreign_paths_give_one_line_errors(tmp_path):
+    with pytest.raises(BagError, match="does not exist"):
+        open_bag(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="not a rosbag2 bag: no metadata.yaml and no .mcap or .db3"):
+        open_bag(tmp_path / "empty")
+    (tmp_path / "x.bag").write_bytes(b"#ROSBAG V2.0\n")
+    with pytest.raises(BagError, match="not a rosbag2 file"):
+        open_bag(tmp_path / "x.bag")
+    assert issubclass(BagError, LiquidControlError)
+
+
+@pytest.mark.parametrize("suffix, expect", [(".mcap", "magic is invalid"), (".db3", "not a database")])
+def test_corrupt_file_is_refused(tmp_path, suffix, expect):
+    f = tmp_path / f"junk{suffix}"
+    f.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(BagError, match=expect) as exc:
+        open_bag(f)
+    assert "\n" not in str(exc.value)
+
+
+def test_damaged_sqlite_is_refused_clearly(bags, tmp_path):
+    src = bags["sqlite3"].path / "sqlite3.db3"
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 8192] = bytes(8192)  # two zeroed pages in the message table
+    f = tmp_path / "damaged.db3"
+    f.write_bytes(bytes(data))
+    with pytest.raises(BagError, match="malformed.*sqlite3 .* .recover"):
+        with open_bag(f) as bag:
+            list(bag.messages())
+
+
+def test_truncated_mcap_errors_then_recovers_the_intact_prefix(tmp_path):
+    info = write_cartpole_bag(tmp_path / "long", duration=30.0, storage="mcap")  # several 1 MiB chunks
+    full = (info.path / "long.mcap").read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(full[: int(len(full) * 0.6)])  # the recorder died mid-chunk
+    with pytest.raises(BagError, match="truncated.*--recover"):
+        open_bag(cut)
+    with open_bag(info.path) as bag:
+        reference = [(m.topic, m.log_time_ns, m.data) for m in bag.raw_messages()]
+    with open_bag(cut, recover=True) as bag:
+        got = [(m.topic, m.log_time_ns, m.data) for m in bag.raw_messages()]
+        assert bag.stats.damage and "file cut at byte" in bag.stats.damage
+    assert 0 < len(got) < len(reference)
+    assert got == reference[: len(got)]  # exactly the messages before the cut, nothing invented
+
+
+def test_missing_or_mistyped_spec_topic_is_named(bags):
+    with open_bag(bags["mcap"].path) as bag:
+        with pytest.raises(BagError, match=r"no topic /imu \(observation\).*/joint_states \(sensor_msgs/msg/JointState\)"):
+            bag.require({"imu": "sensor_msgs/msg/Imu"}, "observation")
+        with pytest.raises(BagError, match="/joint_states has type sensor_msgs/msg/JointState, .* as sensor_msgs/msg/Imu"):
+            bag.require({"joint_states": "sensor_msgs/msg/Imu"}, "needed")
+        assert bag.require({"joint_states": JS})["joint_states"].count == 1000
+
+
+GIZMO = "acme_msgs/msg/Gizmo"
+GIZMO_DEF = "float64 torque\nstring label\n"
+
+
+def _gizmo_bag(path, storage):
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    ts = distro_typestore("kilted")
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(GIZMO_DEF, GIZMO))
+    Gizmo = store.types[GIZMO]
+    with BagWriter(path, storage=storage, typestore=store) as w:
+        w.add_topic("/gizmo", GIZMO)
+        w.add_topic("/ok", F64, msgdef=ts.generate_msgdef(F64, ros_version=2)[0], digest=ts.hash_rihs01(F64))
+        for i in range(5):
+            w.write_msg("/gizmo", 10 + i, Gizmo(torque=float(i), label=f"g{i}"))
+            w.write("/ok", 11 + i, ts.serialize_cdr(ts.types[F64](layout=ts.types["std_msgs/msg/MultiArrayLayout"](
+                dim=[], data_offset=0), data=np.array([float(i)])), F64))
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_custom_type_decodes_from_the_definition_stored_in_the_bag(tmp_path, storage):
+    path = _gizmo_bag(tmp_path / "g", storage)
+    with open_bag(path) as bag:
+        msgs = [m.msg for m in bag.messages(["/gizmo"])]
+    assert [(m.torque, m.label) for m in msgs] == [(float(i), f"g{i}") for i in range(5)]
+
+
+def test_unknown_type_without_definition_is_skipped_and_counted(tmp_path):
+    path = _gizmo_bag(tmp_path / "g", "sqlite3")
+    with sqlite3.connect(path / "g.db3") as db:  # as an older rosbag2 (no stored definitions) leaves it
+        db.execute("DELETE FROM message_definitions")
+    with open_bag(path) as bag:
+        got = [m.topic for m in bag.messages()]
+        assert got == ["/ok"] * 5
+        assert bag.stats.skipped == {("/gizmo", f"unknown message type {GIZMO} (not in the bag's definitions nor the distro's)"): 5}
+        assert any("skipped 5 on /gizmo" in line for line in bag.stats.lines())
+
+
+JS_V2 = """std_msgs/Header header
+string[] name
+float64[] position
+float64[] velocity
+float64[] effort
+float64[] temperature
+================================================================================
+MSG: std_msgs/Header
+builtin_interfaces/Time stamp
+string frame_id
+"""
+
+
+def test_stored_definition_takes_precedence_over_the_distro(tmp_path):
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(JS_V2, JS))
+    T = store.types
+    msg = T[JS](header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="f"),
+                name=["slider", "hinge"], position=np.array([1.0, 2.0]), velocity=np.array([3.0, 4.0]),
+                effort=np.array([5.0, 6.0]), temperature=np.array([40.0, 41.0]))
+    with BagWriter(tmp_path / "v2", typestore=store) as w:
+        w.add_topic("/joint_states", JS)
+        w.write_msg("/joint_states", 5, msg)
+    with open_bag(tmp_path / "v2") as bag:
+        (m,) = list(bag.messages())
+        raw = next(bag.raw_messages())
+    np.testing.assert_array_equal(m.msg.temperature, [40.0, 41.0])
+    np.testing.assert_array_equal(m.msg.effort, [5.0, 6.0])
+    with pytest.raises(CdrError, match="bytes left over"):  # the distro's JointState would misread it
+        decode_cdr(distro_typestore("kilted"), raw.data, JS)
+
+
+def _rclpy_joint_state(effort):
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    msg = JointState()
+    msg.header.stamp.sec, msg.header.frame_id = 7, "base"
+    msg.name, msg.position, msg.velocity, msg.effort = ["slider", "hinge"], [0.5, -0.25], [1.5, 2.5], effort
+    return serialize_message(msg)
+
+
+@pytest.mark.parametrize("distro", ["humble", "jazzy", "kilted"])
+def test_rclpy_padded_cdr_decodes_where_rosbags_strict_decoder_refuses(distro):
+    from rosbags.serde import SerdeError
+
+    data = _rclpy_joint_state([])  # empty effort: rmw_fastrtps leaves trailing bytes
+    ts = distro_typestore(distro)
+    with pytest.raises(SerdeError, match="size mismatch"):
+        ts.deserialize_cdr(data, JS)
+    msg, trailing = decode_cdr(ts, data, JS)
+    assert trailing > 3
+    assert list(msg.name) == ["slider", "hinge"] and msg.header.stamp.sec == 7 and msg.header.frame_id == "base"
+    np.testing.assert_array_equal(msg.position, [0.5, -0.25])
+    np.testing.assert_array_equal(msg.velocity, [1.5, 2.5])
+    assert msg.effort.size == 0
+    full, trailing_full = decode_cdr(ts, _rclpy_joint_state([1.0, 2.0]), JS)
+    assert trailing_full <= 3 and list(full.effort) == [1.0, 2.0]
+
+
+def test_more_trailing_bytes_than_padding_is_an_error():
+    ts = distro_typestore("kilted")
+    good = bytes(ts.serialize_cdr(ts.types[F64](layout=ts.types["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
+                                                data=np.array([1.0])), F64))
+    assert decode_cdr(ts, good + b"\0\0\0", F64)[1] == 3
+    with pytest.raises(CdrError, match="left over"):
+        decode_cdr(ts, good + bytes(16), F64)
+    with pytest.raises(CdrError, match="do not decode"):
+        decode_cdr(ts, good[:-4], F64)
+    with pytest.raises(CdrError, match="not plain CDR"):
+        decode_cdr(ts, b"\x00\x07\x00\x00" + good[4:], F64)
+
+
+def test_padded_bag_counts_padding_and_keeps_values(tmp_path):
+    info = write_cartpole_bag(tmp_path / "pad", duration=0.5, storage="sqlite3", rmw_padding=True)
+    with open_bag(info.path) as bag:
+        msgs = [m for m in bag.messages(["/joint_states"])]
+        assert len(msgs) == info.joint_messages == 250
+        assert bag.stats.padded == 250 and bag.stats.skipped_total == 0
+    assert all(m.msg.effort.size == 0 and np.isfinite(m.msg.position).all() for m in msgs)
+
+
+def test_writer_is_atomic_and_never_overwrites(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with BagWriter(target) as w:
+            w.add_topic("/cmd", F64)
+            w.write_msg("/cmd", 1, distro_typestore().types[F64](
+                layout=distro_typestore().types["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=np.zeros(1)))
+            raise RuntimeError("policy crashed mid-replay")
+    assert list(tmp_path.iterdir()) == []  # no half-written bag, no temporary left behind
+    target.mkdir()
+    with pytest.raises(BagError, match="exists already"):
+        BagWriter(target)
+    with pytest.raises(BagError, match="unknown bag storage"):
+        BagWriter(tmp_path / "b", storage="rosbag1")
+    with pytest.raises(BagError, match="folder .* does not exist"):
+        BagWriter(tmp_path / "no" / "b")
