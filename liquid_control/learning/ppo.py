@@ -1,0 +1,491 @@
+"""Recurrent PPO for liquid (CfC / LTC) policies, in one file, CleanRL style.
+
+Why our own and not a library: sb3-contrib's RecurrentPPO is LSTM-only; skrl's recurrent PPO takes
+any module but its RNN plumbing passes (obs, states, terminations) only, so a per-step `dt` would have
+to be smuggled in through the observation, and skrl is not a dependency here. A liquid cell needs the
+elapsed time of each sample as an input of its own; that is ~400 lines, read top to bottom below.
+
+The algorithm:
+  1. rollout: N envs (Gymnasium vector API) x T steps. For each step we store the normalised obs,
+     the action, its log-prob, the value, the reward, the episode-start flag, the simulated `dt` that
+     led to this obs (info["dt"]), and the actor's hidden state *before* the step.
+  2. GAE(lambda) advantages; truncated episodes are bootstrapped with V(final obs).
+  3. update: every env's trajectory is cut into chunks of `tbptt` steps. Each chunk starts from the
+     stored hidden state and re-runs the cell step by step (truncated backprop through time), zeroing
+     the state at episode starts inside the chunk, feeding each sample's dt. PPO clipped objective.
+
+The policy: actor = liquid cell whose projection gives the Gaussian mean, plus a state-independent
+log-std (dropped at export: the deployed policy is the deterministic mean). Critic = a small MLP on
+the normalised observation concatenated with the actor's (detached) hidden state. Why: a separate
+critic keeps value-regression gradients out of the small liquid cell (a shared head made the actor
+slower to learn on the cart-pole); feeding it the detached hidden state gives it the memory it needs
+when the observation is partial (cartpole_novel: positions only), without coupling the losses, and
+bootstrapping a truncated episode needs only (final obs, state) — no extra rollout.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from liquid_control.learning.train_utils import (SUCCESS_RETURN, CSVLog, RunningMeanStd, TrainingError,
+                                                 env_factory, info_dt, load_checkpoint, make_env, nominal_dt,
+                                                 plot_learning_curve, save_checkpoint, truncate_csv)
+
+CELLS = ("cfc", "ltc")
+CSV_FIELDS = ["step", "update", "time_s", "sps", "train_return", "train_length", "eval_mean", "eval_std",
+              "pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "lr", "log_std"]
+
+
+@dataclass
+class PPOConfig:
+    robot: str = "cartpole"
+    cell: str = "cfc"
+    units: int = 32
+    backbone_units: int = 32
+    backbone_layers: int = 1
+    mode: str = "default"           # CfC mode
+    steps: int = 100_000            # total env steps
+    seed: int = 0
+    n_envs: int = 8
+    n_steps: int = 128              # rollout length per env
+    tbptt: int = 16                 # truncated-BPTT chunk length
+    epochs: int = 10
+    minibatches: int = 4
+    lr: float = 1e-3
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.05  # stop the epoch loop early when the policy moved too far
+    init_log_std: float = -0.5
+    critic_hidden: int = 64
+    dt_jitter: float = 0.0          # train with each control period drawn from nominal * [1-j, 1+j]
+    eval_every: int = 10_000
+    eval_episodes: int = 5
+    vector: str = "sync"            # "sync" or "async" (subprocesses)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise TrainingError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        positive = {"units": self.units, "steps": self.steps, "n_envs": self.n_envs, "n_steps": self.n_steps,
+                    "tbptt": self.tbptt, "epochs": self.epochs, "minibatches": self.minibatches,
+                    "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+                    "backbone_units": self.backbone_units, "critic_hidden": self.critic_hidden}
+        for name, v in positive.items():
+            if not isinstance(v, int) or v <= 0:
+                raise TrainingError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        if self.backbone_layers < 0:
+            raise TrainingError(f"backbone-layers must be >= 0, got {self.backbone_layers}")
+        if not (0 < self.lr < 1) or not math.isfinite(self.lr):
+            raise TrainingError(f"lr must lie in (0, 1), got {self.lr}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 < getattr(self, name) <= 1:
+                raise TrainingError(f"{name.replace('_', '-')} must lie in (0, 1], got {getattr(self, name)}")
+        if not 0 < self.clip < 1:
+            raise TrainingError(f"clip must lie in (0, 1), got {self.clip}")
+        if not 0 <= self.dt_jitter < 1:
+            raise TrainingError(f"dt-jitter must lie in [0, 1), got {self.dt_jitter}")
+        if self.n_steps % self.tbptt:
+            raise TrainingError(f"n-steps ({self.n_steps}) must be a multiple of tbptt ({self.tbptt})")
+        if (self.n_envs * self.n_steps // self.tbptt) % self.minibatches:
+            raise TrainingError(f"the {self.n_envs * self.n_steps // self.tbptt} TBPTT chunks per rollout "
+                                f"do not split into {self.minibatches} minibatches")
+        if self.vector not in ("sync", "async"):
+            raise TrainingError(f"vector must be 'sync' or 'async', got {self.vector!r}")
+        if self.mode not in ("default", "pure", "no_gate"):
+            raise TrainingError(f"unknown CfC mode {self.mode!r}; choose default, pure or no_gate")
+
+
+# ------------------------------------------------------------------------------------------ the agent
+def build_cell(cfg: PPOConfig, obs_size: int, action_size: int) -> nn.Module:
+    """The liquid cell whose projection is the action mean (liquid_control.learning.cells)."""
+    from liquid_control.learning import cells
+
+    if cfg.cell == "cfc":
+        return cells.CfC(obs_size, cfg.units, proj_size=action_size, mode=cfg.mode,
+                         backbone_units=cfg.backbone_units, backbone_layers=cfg.backbone_layers)
+    return cells.LTC(obs_size, cfg.units, proj_size=action_size)
+
+
+class Agent(nn.Module):
+    def __init__(self, cfg: PPOConfig, obs_size: int, action_size: int):
+        super().__init__()
+        self.actor = build_cell(cfg, obs_size, action_size)
+        self.state_size = int(self.actor.state_size)
+        self.log_std = nn.Parameter(torch.full((action_size,), cfg.init_log_std))
+        h = cfg.critic_hidden
+        self.critic = nn.Sequential(nn.Linear(obs_size + self.state_size, h), nn.Tanh(),
+                                    nn.Linear(h, h), nn.Tanh(), nn.Linear(h, 1))
+        for m in self.critic:
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, 1.0 if m.out_features == 1 else math.sqrt(2))
+                nn.init.zeros_(m.bias)
+
+    def value(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.critic(torch.cat([x, h.detach()], dim=-1)).squeeze(-1)
+
+    def act(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One control tick: (action mean, new hidden state)."""
+        return self.actor.step(x, h, dt)
+
+    def dist(self, mean: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+
+class TorchPolicy:
+    """The training agent behind the runtime Policy's interface (reset / step(obs, dt)), for evaluation."""
+
+    def __init__(self, agent: Agent, obs_rms: RunningMeanStd):
+        self.agent, self.obs_rms = agent, obs_rms
+        self.reset()
+
+    def reset(self) -> None:
+        self.h = torch.zeros(1, self.agent.state_size)
+
+    @torch.no_grad()
+    def step(self, obs: np.ndarray, dt: float) -> np.ndarray:
+        x = torch.as_tensor(self.obs_rms.normalise(np.asarray(obs, np.float64)[None]))
+        mean, self.h = self.agent.act(x, self.h, torch.tensor([[float(dt)]]))
+        return mean[0].numpy().astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------ training
+class Trainer:
+    """Holds one run: envs, agent, optimiser, statistics, and the output folder layout.
+
+    out/checkpoint.pt (latest, resumable), out/best.pt (best eval), out/metrics.csv,
+    out/learning_curve.png, out/policy.onnx (exported from the best eval).
+    """
+
+    def __init__(self, cfg: PPOConfig, out: Path, *, resume: bool = False, command: str = "",
+                 progress: bool = True):
+        cfg.validate()
+        self.cfg, self.out, self.command, self.progress = cfg, Path(out), command, progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path, self.best_path = self.out / "checkpoint.pt", self.out / "best.pt"
+        self.csv_path = self.out / "metrics.csv"
+        torch.set_num_threads(1)  # tiny networks: threads cost more than they give (and the CPU is shared)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+
+        env_kwargs = dict(cfg.env_kwargs, dt_jitter=cfg.dt_jitter)
+        probe = make_env(cfg.robot, **env_kwargs)
+        self.obs_size = int(np.prod(probe.observation_space.shape))
+        self.action_size = int(np.prod(probe.action_space.shape))
+        self.dt0 = nominal_dt(probe)
+        self.spec = getattr(probe.unwrapped, "spec_robot", None)  # the RobotSpec, when the env carries it
+        probe.close()
+        import gymnasium as gym
+
+        fns = [env_factory(cfg.robot, cfg.seed + i, **env_kwargs) for i in range(cfg.n_envs)]
+        vec_cls = gym.vector.SyncVectorEnv if cfg.vector == "sync" else gym.vector.AsyncVectorEnv
+        # SAME_STEP: a finished env resets inside step(); its last obs arrives in infos["final_obs"]
+        self.envs = vec_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+        self.agent = Agent(cfg, self.obs_size, self.action_size)
+        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.obs_rms = RunningMeanStd(self.obs_size)
+        self.global_step, self.update, self.best_eval = 0, 0, -math.inf
+        self.elapsed = 0.0
+        if resume:
+            if self.ckpt_path.exists():
+                self._load(self.ckpt_path)
+                truncate_csv(self.csv_path, self.global_step)
+            else:
+                print(f"no checkpoint in {self.out}: starting from scratch")
+        elif self.ckpt_path.exists():
+            raise TrainingError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.log = CSVLog(self.csv_path, CSV_FIELDS)
+
+    # -- checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {"config": asdict(self.cfg), "agent": self.agent.state_dict(), "opt": self.opt.state_dict(),
+                "obs_rms": self.obs_rms.state_dict(), "global_step": self.global_step, "update": self.update,
+                "best_eval": self.best_eval, "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(),
+                "np_rng": self.rng.bit_generator.state, "obs_size": self.obs_size,
+                "action_size": self.action_size, "dt0": self.dt0}
+
+    def _load(self, path: Path) -> None:
+        st = load_checkpoint(path)
+        old = st["config"]
+        for key in ("robot", "cell", "units", "backbone_units", "backbone_layers", "mode", "n_envs", "n_steps",
+                    "tbptt"):
+            if old.get(key) != getattr(self.cfg, key):
+                raise TrainingError(f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, "
+                                    f"now {key}={getattr(self.cfg, key)!r}")
+        self.agent.load_state_dict(st["agent"])
+        self.opt.load_state_dict(st["opt"])
+        self.obs_rms.load_state_dict(st["obs_rms"])
+        self.global_step, self.update = int(st["global_step"]), int(st["update"])
+        self.best_eval, self.elapsed = float(st["best_eval"]), float(st.get("elapsed", 0.0))
+        torch.set_rng_state(st["torch_rng"])
+        self.rng.bit_generator.state = st["np_rng"]
+        print(f"resumed {path} at step {self.global_step} (update {self.update})")
+
+    # -- rollout
+    def _collect(self, carry: tuple, ep: dict) -> tuple[dict[str, torch.Tensor], tuple]:
+        """T steps of N envs into the buffers; returns them and the carry-over (raw obs, state, starts, dts)."""
+        cfg, N, T = self.cfg, self.cfg.n_envs, self.cfg.n_steps
+        obs_raw, h, start, dt = carry
+        buf = {k: torch.zeros((T, N) + s) for k, s in {
+            "obs": (self.obs_size,), "act": (self.action_size,), "logp": (), "val": (), "rew": (),
+            "start": (), "dt": (1,), "h": (self.agent.state_size,)}.items()}
+        for t in range(T):
+            self.obs_rms.update(obs_raw)
+            x = torch.as_tensor(self.obs_rms.normalise(obs_raw))
+            start_t = torch.as_tensor(start, dtype=torch.float32)
+            h = h * (1.0 - start_t)[:, None]  # an episode starts from a fresh (zero) state
+            dt_t = torch.as_tensor(dt, dtype=torch.float32)[:, None]
+            with torch.no_grad():
+                mean, h_next = self.agent.act(x, h, dt_t)
+                d = self.agent.dist(mean)
+                a = d.sample()
+                buf["logp"][t] = d.log_prob(a).sum(-1)
+                buf["val"][t] = self.agent.value(x, h)
+            buf["obs"][t], buf["act"][t], buf["start"][t], buf["dt"][t], buf["h"][t] = x, a, start_t, dt_t, h
+
+            obs_raw, rew, term, trunc, info = self.envs.step(np.clip(a.numpy(), -1.0, 1.0))
+            rew, term, trunc = np.asarray(rew, np.float64), np.asarray(term), np.asarray(trunc)
+            done = term | trunc
+            ep["ret"] += rew
+            ep["len"] += 1
+            for i in np.nonzero(done)[0]:
+                ep["returns"].append(float(ep["ret"][i]))
+                ep["lengths"].append(int(ep["len"][i]))
+            ep["ret"][done], ep["len"][done] = 0.0, 0
+            # A time-limit truncation is not a failure: bootstrap with V(final obs, state after the step).
+            cut = np.nonzero(trunc & ~term)[0]
+            if len(cut) and "final_obs" in info:
+                fin = np.stack([np.asarray(info["final_obs"][i], np.float64) for i in cut])
+                with torch.no_grad():
+                    v = self.agent.value(torch.as_tensor(self.obs_rms.normalise(fin)), h_next[cut])
+                rew[cut] += cfg.gamma * v.numpy()
+            buf["rew"][t] = torch.as_tensor(rew, dtype=torch.float32)
+            # The dt that comes with the next obs: the simulated time of the step just taken; a reset obs
+            # (SAME_STEP autoreset) gets the nominal period, as the runtime's first tick does.
+            dt = np.where(done, self.dt0, info_dt(info, np.full(N, self.dt0)))
+            start, h = done.astype(np.float64), h_next
+            self.global_step += N
+        return buf, (obs_raw, h, start, dt)
+
+    def _advantages(self, buf: dict[str, torch.Tensor], carry: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE(lambda). buf["start"][t+1] says whether step t ended its episode."""
+        cfg = self.cfg
+        obs_raw, h, start, _ = carry
+        with torch.no_grad():
+            next_val = self.agent.value(torch.as_tensor(self.obs_rms.normalise(obs_raw)), h)
+        next_start = torch.as_tensor(start, dtype=torch.float32)
+        adv = torch.zeros_like(buf["rew"])
+        last = torch.zeros(cfg.n_envs)
+        for t in reversed(range(cfg.n_steps)):
+            if t == cfg.n_steps - 1:
+                nonterminal, nv = 1.0 - next_start, next_val
+            else:
+                nonterminal, nv = 1.0 - buf["start"][t + 1], buf["val"][t + 1]
+            delta = buf["rew"][t] + cfg.gamma * nv * nonterminal - buf["val"][t]
+            last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+            adv[t] = last
+        return adv, adv + buf["val"]
+
+    # -- update
+    def _update(self, buf: dict[str, torch.Tensor], adv: torch.Tensor, ret: torch.Tensor) -> dict[str, float]:
+        """PPO epochs over TBPTT chunks: (T, N) is cut into (T/L) x N sequences of length L."""
+        cfg = self.cfg
+        L, C = cfg.tbptt, cfg.n_steps // cfg.tbptt
+
+        def chunks(x: torch.Tensor) -> torch.Tensor:  # (T, N, ...) -> (L, C*N, ...)
+            return x.reshape(C, L, cfg.n_envs, *x.shape[2:]).transpose(0, 1).reshape(L, C * cfg.n_envs, *x.shape[2:])
+
+        b = {k: chunks(v) for k, v in buf.items()}
+        b_adv, b_ret = chunks(adv), chunks(ret)
+        h0 = b["h"][0]  # stored state at each chunk's first step
+        n_seq = C * cfg.n_envs
+        mb = n_seq // cfg.minibatches
+        stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac",
+                                                         "grad_norm")}
+        for _epoch in range(cfg.epochs):
+            perm = torch.randperm(n_seq)
+            kls = []
+            for k in range(cfg.minibatches):
+                idx = perm[k * mb:(k + 1) * mb]
+                h = h0[idx]
+                means = []
+                for t in range(L):  # re-run the cell through the chunk: truncated BPTT
+                    h = h * (1.0 - b["start"][t, idx])[:, None]
+                    mean, h = self.agent.act(b["obs"][t, idx], h, b["dt"][t, idx])
+                    means.append(mean)
+                d = self.agent.dist(torch.stack(means))
+                logp = d.log_prob(b["act"][:, idx]).sum(-1)
+                ratio = (logp - b["logp"][:, idx]).exp()
+                a = b_adv[:, idx]
+                a = (a - a.mean()) / (a.std() + 1e-8)
+                pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+                v = self.agent.value(b["obs"][:, idx], b["h"][:, idx])
+                v_loss = 0.5 * (v - b_ret[:, idx]).pow(2).mean()
+                entropy = d.entropy().sum(-1).mean()
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                if not torch.isfinite(loss):
+                    raise _Diverged(f"the loss became {loss.item()} (pg {pg_loss.item():.3g}, "
+                                    f"value {v_loss.item():.3g})")
+                self.opt.zero_grad()
+                loss.backward()
+                gn = nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+                if not torch.isfinite(gn) or gn > GRAD_EXPLODED:
+                    raise _Diverged(f"the gradient norm exploded to {gn.item():.3g}")
+                self.opt.step()
+                with torch.no_grad():
+                    log_ratio = logp - b["logp"][:, idx]
+                    kl = ((ratio - 1) - log_ratio).mean().item()
+                kls.append(kl)
+                for key, val in (("pg_loss", pg_loss.item()), ("v_loss", v_loss.item()),
+                                 ("entropy", entropy.item()), ("approx_kl", kl), ("grad_norm", gn.item()),
+                                 ("clip_frac", ((ratio - 1).abs() > cfg.clip).float().mean().item())):
+                    stats[key].append(val)
+            if cfg.target_kl is not None and np.mean(kls) > cfg.target_kl:
+                break
+        return {k: float(np.mean(v)) for k, v in stats.items()}
+
+    # -- evaluation and export
+    def evaluate(self) -> tuple[float, float]:
+        from liquid_control.learning.evaluate import run_episodes
+
+        res = run_episodes(TorchPolicy(self.agent, self.obs_rms), self.cfg.robot, episodes=self.cfg.eval_episodes,
+                           seed=10_000 + self.cfg.seed, env_kwargs=self.cfg.env_kwargs)
+        return res["mean"], res["std"]
+
+    def export(self, path: Path, state: dict[str, Any] | None = None) -> Path:
+        """Write the artifact from `state` (a checkpoint dict; the current agent when None)."""
+        agent, rms = self.agent, self.obs_rms
+        if state is not None:
+            agent = Agent(self.cfg, self.obs_size, self.action_size)
+            agent.load_state_dict(state["agent"])
+            rms = RunningMeanStd(self.obs_size)
+            rms.load_state_dict(state["obs_rms"])
+        return export_agent(agent, rms, path, robot=self.cfg.robot, nominal_period=self.dt0, provenance={
+            "command": self.command, "seed": self.cfg.seed, "algorithm": "recurrent PPO (liquid_control.learning.ppo)",
+            "env_steps": int(state["global_step"] if state else self.global_step),
+            "eval_return": float(state["best_eval"]) if state else None,
+            "config": asdict(self.cfg)})
+
+    # -- the loop
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        per_update = cfg.n_envs * cfg.n_steps
+        n_updates = math.ceil(cfg.steps / per_update)
+        obs_raw, _ = self.envs.reset(seed=cfg.seed + 1000 * self.update)  # a resumed run gets fresh episodes
+        carry = (obs_raw, torch.zeros(cfg.n_envs, self.agent.state_size), np.ones(cfg.n_envs),
+                 np.full(cfg.n_envs, self.dt0))
+        ep = {"ret": np.zeros(cfg.n_envs), "len": np.zeros(cfg.n_envs, int), "returns": [], "lengths": []}
+        next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
+        bar = _progress(n_updates * per_update, self.global_step, self.progress)
+        t0 = time.time() - self.elapsed
+        last_eval = (math.nan, math.nan)
+        try:
+            self._save(self.ckpt_path)  # a valid checkpoint exists from the start (the NaN guard relies on it)
+            while self.update < n_updates:
+                if cfg.anneal_lr:
+                    for g in self.opt.param_groups:
+                        g["lr"] = cfg.lr * (1.0 - self.update / n_updates)
+                ts = time.time()
+                buf, carry = self._collect(carry, ep)
+                adv, ret = self._advantages(buf, carry)
+                try:
+                    stats = self._update(buf, adv, ret)
+                except _Diverged as exc:
+                    raise TrainingError(f"{exc} at step {self.global_step}; stopped. The last good checkpoint is "
+                                        f"{self.ckpt_path} (step {load_checkpoint(self.ckpt_path)['global_step']})") from None
+                self.update += 1
+                self.elapsed = time.time() - t0
+                row = {"step": self.global_step, "update": self.update, "time_s": self.elapsed,
+                       "sps": per_update / max(time.time() - ts, 1e-9), "lr": self.opt.param_groups[0]["lr"],
+                       "log_std": float(self.agent.log_std.mean()), **stats,
+                       "train_return": float(np.mean(ep["returns"])) if ep["returns"] else math.nan,
+                       "train_length": float(np.mean(ep["lengths"])) if ep["lengths"] else math.nan}
+                ep["returns"].clear()
+                ep["lengths"].clear()
+                if self.global_step >= next_eval or self.update == n_updates:
+                    next_eval += cfg.eval_every
+                    last_eval = self.evaluate()
+                    row["eval_mean"], row["eval_std"] = last_eval
+                    if last_eval[0] >= self.best_eval:  # ties go to the later (longer-trained) weights
+                        self.best_eval = last_eval[0]
+                        self._save(self.best_path)
+                self.log.write(row)
+                self._save(self.ckpt_path)
+                bar.update(per_update)
+                bar.set_postfix_str(f"ret {row['train_return']:.1f} eval {last_eval[0]:.1f}±{last_eval[1]:.1f}")
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"\ninterrupted at step {self.global_step}: resume with --resume "
+                  f"(checkpoint {self.ckpt_path}, step {load_checkpoint(self.ckpt_path)['global_step']})")
+            raise
+        finally:
+            bar.close()
+            self.log.close()
+            self.envs.close()
+            plot_learning_curve(self.csv_path, self.out / "learning_curve.png",
+                                f"{cfg.robot}: {cfg.cell.upper()} {cfg.units} units, seed {cfg.seed}")
+        best = load_checkpoint(self.best_path) if self.best_path.exists() else None
+        artifact = self.export(self.out / "policy.onnx", best)
+        return {"steps": self.global_step, "time_s": self.elapsed, "best_eval": self.best_eval,
+                "best_step": int(best["global_step"]) if best else None, "last_eval": last_eval,
+                "artifact": str(artifact), "solved": self.best_eval >= SUCCESS_RETURN.get(cfg.robot, math.inf)}
+
+    def _save(self, path: Path) -> None:
+        # Ctrl-C must not land in the middle of a checkpoint write: hold SIGINT until it is on disk.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            save_checkpoint(path, self._state())
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+
+
+GRAD_EXPLODED = 1e6  # a pre-clipping gradient norm this large means the run has diverged
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+                disable=not enabled, smoothing=0.1)
+
+
+def export_agent(agent: Agent, obs_rms: RunningMeanStd, path: Path, *, robot: str, nominal_period: float,
+                 provenance: dict[str, Any]) -> Path:
+    """The actor (cell + projection) with the frozen observation statistics -> a policy artifact."""
+    import liquid_control
+    from liquid_control.core.artifact import write_artifact
+    from liquid_control.core.spec import load_spec
+    from liquid_control.learning.cells import to_params
+
+    cfg, params = to_params(agent.actor, obs_rms.mean.astype(np.float32), obs_rms.std.astype(np.float32))
+    provenance = {"version": liquid_control.__version__, "robot": robot, **provenance}
+    write_artifact(path, cfg, params, spec=load_spec(robot), nominal_period=nominal_period, provenance=provenance)
+    return Path(path)
+
+
+def train(cfg: PPOConfig, out: Path, *, resume: bool = False, command: str = "", progress: bool = True) -> dict[str, Any]:
+    return Trainer(cfg, out, resume=resume, command=command, progress=progress).train()
