@@ -1,0 +1,43 @@
+"""The simulation layer: a MuJoCo env built from a robot spec, tasks, real-robot wrappers, rendering.
+
+Importing this package registers the Gymnasium ids (mujoco itself loads only when an env is made):
+
+    import gymnasium, liquid_control.sim
+    env = gymnasium.make("liquid_control/CartPole-v0")      # also CartPoleNovel-v0, CartPoleImu-v0, Reacher-v0
+
+or without the import: gymnasium.make("liquid_control.sim:liquid_control/CartPole-v0").
+"""
+from __future__ import annotations
+
+import os
+
+# Offscreen rendering on a machine without a display needs a GL backend chosen before mujoco loads.
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+
+# Gymnasium id -> robot spec. Any other robot: gymnasium.make("liquid_control/Robot-v0", robot="NAME_OR_PATH").
+ENV_IDS: dict[str, str] = {
+    "liquid_control/CartPole-v0": "cartpole",
+    "liquid_control/CartPoleNovel-v0": "cartpole_novel",
+    "liquid_control/CartPoleImu-v0": "cartpole_imu",
+    "liquid_control/Reacher-v0": "reacher",
+}
+
+
+def _register() -> None:
+    import gymnasium
+
+    from liquid_control.core.spec import load_spec
+
+    if "liquid_control/Robot-v0" not in gymnasium.registry:
+        gymnasium.register("liquid_control/Robot-v0", entry_point="liquid_control.sim.env:make_env")
+    for env_id, robot in ENV_IDS.items():
+        if env_id in gymnasium.registry:
+            continue
+        steps = load_spec(robot).sim.get("max_episode_steps")
+        gymnasium.register(env_id, entry_point="liquid_control.sim.env:make_env", kwargs={"robot": robot},
+                           max_episode_steps=None if steps is None else int(steps))
+
+
+_register()

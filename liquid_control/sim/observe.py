@@ -1,0 +1,173 @@
+"""The spec's observation vector read straight from MuJoCo state, by name.
+
+One reader serves the Gymnasium env and the sim bridge: the env calls `ObsReader.observe` every step,
+the bridge calls `ObsReader.raw_entry` to fill ROS messages with the same numbers. Names are resolved
+once, at construction, into flat index arrays; per step there is one copy per MuJoCo array read
+(qpos, qvel, sensordata, ...), no Python loop over elements.
+
+Where each quantity comes from:
+  JointState.position / velocity / effort  -> qpos[jnt_qposadr] / qvel[jnt_dofadr] / qfrc_actuator[jnt_dofadr]
+  any field with `sim: {sensor: NAME}`      -> sensordata[sensor_adr + k]; axes x, y, z -> k = 0, 1, 2;
+                                               an orientation's x, y, z, w -> MuJoCo's (w, x, y, z) order;
+                                               Float64MultiArray indices -> k = index
+  any x/y/z field with `sim: {site: NAME}`  -> site_xpos[site, k]
+  any x/y/z field with `sim: {body: NAME}`  -> xpos[body, k]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from liquid_control.core.errors import SpecError
+from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, ObsEntry, RobotSpec
+
+# The MjData arrays an observation can read, each addressed flat (2-D arrays are raveled views).
+SOURCES = ("qpos", "qvel", "qfrc_actuator", "sensordata", "site_xpos", "xpos")
+# Which of those need a refresh after mj_step: MuJoCo computes positions and sensors at the *start* of a
+# step (in mj_forward), so after stepping they describe the state one substep ago, while qpos/qvel are new.
+_NEEDS_FORWARD = {"sensordata"}
+_NEEDS_KINEMATICS = {"site_xpos", "xpos"}
+_AXIS = {"x": 0, "y": 1, "z": 2}
+_QUAT_AXIS = {"w": 0, "x": 1, "y": 2, "z": 3}  # ROS orders (x, y, z, w); MuJoCo's framequat (w, x, y, z)
+_FIELD_DIM_1 = ("position", "velocity", "effort")
+
+_HINGE_OR_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+
+
+def _id(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str, what: str, where: str) -> int:
+    i = mujoco.mj_name2id(model, objtype, name)
+    if i < 0:
+        raise SpecError(f"{where}: the MuJoCo model has no {what} named {name!r}")
+    return i
+
+
+def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str) -> list[tuple[str, int]]:
+    """(source array, flat index) for each element of one observation entry."""
+    sim = entry.sim or {}
+    if "sensor" in sim:
+        sid = _id(model, mujoco.mjtObj.mjOBJ_SENSOR, str(sim["sensor"]), "sensor", where)
+        adr, dim = int(model.sensor_adr[sid]), int(model.sensor_dim[sid])
+        if entry.msg_type == FLOAT64_ARRAY:
+            offsets = [int(n) for n in entry.names]
+        elif entry.field == "orientation":
+            offsets = [_QUAT_AXIS[n] for n in entry.names]
+        else:
+            offsets = [_AXIS[n] for n in entry.names]
+        bad = [k for k in offsets if k >= dim]
+        if bad:
+            raise SpecError(f"{where}: sensor {sim['sensor']!r} has {dim} values; {entry.label} needs "
+                            f"element {bad[0]} (a {'quaternion needs a 4-value framequat' if entry.field == 'orientation' else 'wrong sensor type?'})")
+        return [("sensordata", adr + k) for k in offsets]
+    if "site" in sim or "body" in sim:
+        kind = "site" if "site" in sim else "body"
+        objtype = mujoco.mjtObj.mjOBJ_SITE if kind == "site" else mujoco.mjtObj.mjOBJ_BODY
+        oid = _id(model, objtype, str(sim[kind]), kind, where)
+        if any(n not in _AXIS for n in entry.names):
+            raise SpecError(f"{where}: a {kind} gives a position (axes x, y, z), not {list(entry.names)}")
+        src = "site_xpos" if kind == "site" else "xpos"
+        return [(src, 3 * oid + _AXIS[n]) for n in entry.names]
+    if entry.msg_type == JOINT_STATE:
+        out = []
+        for name in entry.names:
+            jid = _id(model, mujoco.mjtObj.mjOBJ_JOINT, name, "joint", where)
+            if int(model.jnt_type[jid]) not in _HINGE_OR_SLIDE:
+                raise SpecError(f"{where}: joint {name!r} is not a hinge or slide joint; JointState holds one value per joint")
+            if entry.field == "position":
+                out.append(("qpos", int(model.jnt_qposadr[jid])))
+            elif entry.field == "velocity":
+                out.append(("qvel", int(model.jnt_dofadr[jid])))
+            else:  # effort: the actuator force on the joint's dof (what a motor driver reports)
+                out.append(("qfrc_actuator", int(model.jnt_dofadr[jid])))
+        return out
+    raise SpecError(f"{where}: {entry.label} needs a `sim:` source in the spec (sensor, site or body) "
+                    "to be read from MuJoCo")
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """Copy src_flat[src] into raw[dst]; slices when both sides are contiguous runs (the common case)."""
+
+    source: str
+    dst: slice | np.ndarray
+    src: slice | np.ndarray
+
+
+def _as_slice(idx: list[int]) -> slice | np.ndarray:
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return np.asarray(idx, dtype=np.intp)
+
+
+class ObsReader:
+    """Reads a spec's observation from one (model, data) pair. Build once; call `observe` per step."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, spec: RobotSpec):
+        self.model, self.data, self.spec = model, data, spec
+        per_source: dict[str, tuple[list[int], list[int]]] = {}
+        self.entry_slices: list[slice] = []
+        pos = 0
+        for i, entry in enumerate(spec.observation):
+            where = f"observation[{i}] ({entry.label})"
+            for k, (source, index) in enumerate(_entry_sources(model, entry, where)):
+                dst, src = per_source.setdefault(source, ([], []))
+                dst.append(pos + k)
+                src.append(index)
+            self.entry_slices.append(slice(pos, pos + entry.size))
+            pos += entry.size
+        self.size = pos
+        self.sources = frozenset(per_source)
+        self._copies = [_Copy(s, _as_slice(d), _as_slice(i)) for s, (d, i) in per_source.items()]
+        # MjData's arrays are views into its own memory and never move: take the flat views once.
+        self._flat = {s: getattr(data, s).reshape(-1) for s in per_source}
+        self._plan = [(self._flat[c.source], c.dst, c.src) for c in self._copies]
+        self._raw = np.zeros(pos)
+        self.offset = np.array([o for e in spec.observation for o in e.offset], dtype=np.float64)
+        self.scale = np.array([s for e in spec.observation for s in e.scale], dtype=np.float64)
+        self._identity = bool(np.all(self.offset == 0.0) and np.all(self.scale == 1.0))
+        self.needs_forward = bool(self.sources & _NEEDS_FORWARD)
+        self.needs_kinematics = bool(self.sources & _NEEDS_KINEMATICS) and not self.needs_forward
+
+    def refresh(self) -> None:
+        """Bring derived quantities (sensors, site/body positions) up to the current qpos/qvel.
+
+        Call after mj_step and before reading; it is a no-op for specs that read joints only.
+        """
+        if self.needs_forward:
+            mujoco.mj_forward(self.model, self.data)
+        elif self.needs_kinematics:
+            mujoco.mj_kinematics(self.model, self.data)
+
+    def raw(self) -> np.ndarray:
+        """The raw (unscaled) values, as ROS messages would carry them. Returns an internal buffer."""
+        raw = self._raw
+        for flat, dst, src in self._plan:
+            raw[dst] = flat[src]
+        return raw
+
+    def raw_entry(self, index: int) -> np.ndarray:
+        """The raw values of observation entry `index` (a copy)."""
+        return self.raw()[self.entry_slices[index]].copy()
+
+    def observe(self, out: np.ndarray | None = None) -> np.ndarray:
+        """(raw - offset) * scale as a new float64 array (or into `out`). Does not refresh: see refresh()."""
+        raw = self.raw()
+        if out is None:
+            out = np.empty(self.size)
+        if self._identity:
+            out[:] = raw
+        else:
+            np.subtract(raw, self.offset, out=out)
+            out *= self.scale
+        return out
+
+
+def observation(model: mujoco.MjModel, data: mujoco.MjData, spec: RobotSpec) -> np.ndarray:
+    """One-off: the spec's observation for the current state (refreshes derived quantities first).
+
+    For repeated use build an ObsReader once; this convenience resolves all names on every call.
+    """
+    reader = ObsReader(model, data, spec)
+    reader.refresh()
+    return reader.observe()
