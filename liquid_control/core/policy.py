@@ -26,10 +26,10 @@ _ndarray, _f32 = np.ndarray, np.dtype(np.float32)
 _isfinite = math.isfinite
 
 
-def _finite(a: np.ndarray) -> bool:
-    # a.dot(a) is one fast BLAS call and is NaN/inf whenever an element is; it can also overflow for
-    # finite values beyond ~1e19 (float32), so a non-finite result is confirmed element-wise.
-    return _isfinite(a.dot(a)) or bool(np.isfinite(a).all())
+def _finite(a: np.ndarray, zeros: np.ndarray) -> bool:
+    # One BLAS call: a . 0 is NaN exactly when some element is NaN or inf (0 * inf = NaN) and 0 otherwise;
+    # it cannot overflow. ~4x cheaper than np.isfinite(a).all() at these sizes.
+    return a.dot(zeros) == 0.0
 
 
 class Policy:
@@ -43,6 +43,8 @@ class Policy:
         self._I, self._N = artifact.obs_size, artifact.state_size
         self._shape = (self._I,)
         self._h = np.zeros(self._N, F)
+        self._zeros_obs, self._zeros_h = np.zeros(self._I, F), np.zeros(self._N, F)
+        self._zeros_action = np.zeros(artifact.action_size, F)
 
     @classmethod
     def load(cls, path: str | Path | Artifact, backend: str = "numpy", spec: RobotSpec | None = None,
@@ -105,10 +107,8 @@ class Policy:
         if obs.shape != self._shape:
             raise StepError(f"observation has shape {obs.shape}, expected ({self._I},)")
         if obs.dtype is not _f32:
-            if obs.dtype.kind not in "fiu":
-                raise StepError(f"observation dtype {obs.dtype} is not a real number type")
-            obs = obs.astype(F)  # may overflow float64 -> inf; the finiteness check below catches it
-        if not _finite(obs):
+            obs = self._to_float32(obs)
+        if not _finite(obs, self._zeros_obs):
             bad = np.flatnonzero(~np.isfinite(obs))
             raise StepError(f"observation has non-finite values at index {bad.tolist()[:8]}")
         if type(dt) is not float:
@@ -116,7 +116,7 @@ class Policy:
         if not (0.0 < dt < math.inf):
             raise StepError(f"dt must be finite and > 0 seconds, got {dt!r}")
         action, h_new = self._step(obs, dt, self._h)
-        if not (_finite(action) and _finite(h_new)):
+        if not (_finite(action, self._zeros_action) and _finite(h_new, self._zeros_h)):
             raise StepError(f"the {self.backend_name} backend produced a non-finite action or state; "
                             "hidden state left unchanged (reset the policy)")
         self._h[:] = h_new
@@ -131,6 +131,18 @@ class Policy:
         if arr.dtype.kind not in "fiu":
             raise StepError(f"observation dtype {arr.dtype} is not a real number type")
         return arr
+
+    @staticmethod
+    def _to_float32(obs: np.ndarray) -> np.ndarray:
+        if obs.dtype.kind not in "fiu":
+            raise StepError(f"observation dtype {obs.dtype} is not a real number type")
+        with np.errstate(over="ignore", invalid="ignore"):
+            obs32 = obs.astype(F)
+        if obs.dtype.kind == "f" and not np.array_equal(np.isfinite(obs), np.isfinite(obs32)):
+            bad = np.flatnonzero(np.isfinite(obs) != np.isfinite(obs32))
+            raise StepError(f"observation has values beyond the float32 range (non-finite values at index "
+                            f"{bad.tolist()[:8]} after conversion)")
+        return obs32
 
     @staticmethod
     def _as_dt(dt: Any) -> float:
