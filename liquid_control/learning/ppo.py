@@ -410,7 +410,7 @@ class Trainer:
                 self.elapsed = time.time() - t0
                 row = {"step": self.global_step, "update": self.update, "time_s": self.elapsed,
                        "sps": per_update / max(time.time() - ts, 1e-9), "lr": self.opt.param_groups[0]["lr"],
-                       "log_std": float(self.agent.log_std.mean()), **stats,
+                       "log_std": self.agent.log_std.detach().mean().item(), **stats,
                        "train_return": float(np.mean(ep["returns"])) if ep["returns"] else math.nan,
                        "train_length": float(np.mean(ep["lengths"])) if ep["lengths"] else math.nan}
                 ep["returns"].clear()
