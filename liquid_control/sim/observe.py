@@ -50,15 +50,14 @@ def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str) -> list[t
         sid = _id(model, mujoco.mjtObj.mjOBJ_SENSOR, str(sim["sensor"]), "sensor", where)
         adr, dim = int(model.sensor_adr[sid]), int(model.sensor_dim[sid])
         if entry.msg_type == FLOAT64_ARRAY:
-            offsets = [int(n) for n in entry.names]
+            offsets, need = [int(n) for n in entry.names], None
         elif entry.field == "orientation":
-            offsets = [_QUAT_AXIS[n] for n in entry.names]
+            offsets, need = [_QUAT_AXIS[n] for n in entry.names], 4  # a framequat
         else:
-            offsets = [_AXIS[n] for n in entry.names]
-        bad = [k for k in offsets if k >= dim]
-        if bad:
-            raise SpecError(f"{where}: sensor {sim['sensor']!r} has {dim} values; {entry.label} needs "
-                            f"element {bad[0]} (a {'quaternion needs a 4-value framequat' if entry.field == 'orientation' else 'wrong sensor type?'})")
+            offsets, need = [_AXIS[n] for n in entry.names], 3  # gyro, accelerometer, velocimeter, framepos, ...
+        if (need is not None and dim != need) or max(offsets) >= dim:
+            raise SpecError(f"{where}: sensor {sim['sensor']!r} has {dim} values; {entry.field} needs "
+                            f"{need if need is not None else max(offsets) + 1}")
         return [("sensordata", adr + k) for k in offsets]
     if "site" in sim or "body" in sim:
         kind = "site" if "site" in sim else "body"
