@@ -303,7 +303,7 @@ def check_spec(artifact: Artifact, spec: RobotSpec) -> None:
     if layout is not None:
         diff = layout_difference(spec.layout(), layout)
         if diff is not None:
-            raise ArtifactError(f"{where}: {diff}")
+            raise ArtifactError(f"{where} (model vs spec): {diff}")
         stored = artifact.meta.get("spec_hash")
         if stored is not None and stored != spec.hash:
             raise ArtifactError(f"{where}: spec hash {stored} differs from the spec's {spec.hash}")
