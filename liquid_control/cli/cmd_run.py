@@ -1,0 +1,59 @@
+"""`liquid-control run`: start the liquid controller node from a ROS 2 params YAML.
+
+The same node and the same YAML as `ros2 run liquid_control controller --ros-args --params-file FILE`;
+this command only builds that argument list (plus a few shortcuts) and calls the node's main().
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from liquid_control.core.errors import LiquidControlError
+
+HELP = "run the liquid controller node with a params YAML"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", metavar="YAML", help="ROS 2 params file, e.g. config/cartpole.yaml "
+                        "(default: config/<robot>.yaml from the share folder)")
+    parser.add_argument("--robot", help="robot spec name or path (overrides the params file)")
+    parser.add_argument("--model", help="policy artifact path (overrides the params file)")
+    parser.add_argument("--backend", choices=("numpy", "onnxruntime", "torch"), help="policy backend")
+    parser.add_argument("--rate", type=float, metavar="HZ", help="control rate (10..1000 Hz)")
+    parser.add_argument("--use-sim-time", action="store_true", help="follow /clock")
+    parser.add_argument("--no-autostart", action="store_true",
+                        help="stay unconfigured and wait for a lifecycle manager")
+    parser.add_argument("ros_args", nargs=argparse.REMAINDER,
+                        help="anything after -- goes to ROS as --ros-args (remaps, -p name:=value, ...)")
+
+
+def ros_arguments(args: argparse.Namespace) -> list[str]:
+    """The argv the node gets: --ros-args --params-file FILE -p ... ."""
+    from liquid_control.core.resources import share_dir
+
+    if args.params:
+        params = Path(args.params)
+    else:
+        robot = args.robot or "cartpole"
+        params = share_dir() / "config" / f"{Path(robot).stem}.yaml"
+    if not params.is_file():
+        raise LiquidControlError(f"params file {params} does not exist")
+    out = ["liquid-control-run", "--ros-args", "--params-file", str(params)]
+    overrides = {"robot": args.robot, "model": args.model, "backend": args.backend,
+                 "rate_hz": None if args.rate is None else float(args.rate)}
+    for name, value in overrides.items():
+        if value is not None:
+            out += ["-p", f"{name}:={value}"]
+    if args.use_sim_time:
+        out += ["-p", "use_sim_time:=true"]
+    out += ["-p", f"autostart:={'false' if args.no_autostart else 'true'}"]
+    extra = [a for a in (args.ros_args or []) if a != "--"]
+    if extra:
+        out += extra if extra[0] != "--ros-args" else extra[1:]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from liquid_control.ros.controller_node import main
+
+    return main(ros_arguments(args))

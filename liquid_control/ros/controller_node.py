@@ -1,0 +1,660 @@
+"""The liquid controller: an rclpy lifecycle node running a liquid policy at a fixed rate.
+
+    ros2 run liquid_control controller --ros-args --params-file config/cartpole.yaml
+    liquid-control run --params config/cartpole.yaml                  (same node, same YAML)
+
+Lifecycle: configure loads the robot spec and the policy artifact and checks that they match (a
+failure is logged and the node stays unconfigured), and creates the topics; activate zeroes the hidden
+state and starts the loop with a soft start; deactivate stops the loop and publishes the safe command
+once; cleanup / shutdown release everything. `autostart: true` configures and activates at start-up.
+
+Threads. The executor (main thread) runs the sensor callbacks, services, lifecycle transitions and the
+diagnostics timer. The control loop runs in its own thread and never waits for the executor:
+  * wall time: it sleeps to ABSOLUTE deadlines on the monotonic clock (next = previous deadline +
+    period; Python's sleep is clock_nanosleep underneath) — an rclpy timer would fire from the same
+    executor as a 1 kHz sensor flood and queue behind its callbacks;
+  * use_sim_time: the same deadlines in sim time, woken by a jump callback on the node's ROS clock
+    each time /clock advances past the deadline, so the loop follows /clock exactly.
+A deadline that has already passed by a whole period or more is skipped and counted as an overrun (as
+ros2_control's controller manager does); `dt` is always the measured time since the previous tick on
+the loop clock (monotonic, or sim time), and it is what the policy steps by.
+
+Sensor callbacks only decode into the observation assembler (latest value per topic, under a short
+lock); they never block on the loop, and depth-1 best-effort subscriptions mean nothing queues up.
+
+Safety: any sensor fault (invalid / missing / stale), a policy error or a non-finite output makes the
+tick publish the safe command, reset the hidden state and report ERROR / STALE; the first good tick
+after that restarts the soft start. E-stop (std_msgs/Bool) and ~/enable(false) force the safe command.
+The published command is never non-finite (the command pipeline guarantees it).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.clock import Clock, ClockType, JumpThreshold
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension
+from std_srvs.srv import SetBool, Trigger
+
+from liquid_control.core.command import CommandPipeline
+from liquid_control.core.errors import LiquidControlError, StepError
+from liquid_control.core.observation import ObservationAssembler
+from liquid_control.ros import diagnostics as diag
+from liquid_control.ros.messages import CommandEncoder, message_class
+from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
+
+NODE_NAME = "liquid_controller"
+RATE_RANGE = (10.0, 1000.0)
+
+# ~/step_debug: one Float64MultiArray per tick = these fields, then obs, action, command.
+#   time: loop clock (monotonic or sim) s; sensor_age: time since the newest sensor message was received
+#   (loop clock); sensor_stamp: header stamp of the newest stamped sensor message (the sender's clock);
+#   publish_wall: system time at publish (sensor-to-command latency = publish_wall - sensor_stamp on one
+#   machine); status: STEPPED / SAFE_*; fresh: the step started from a zeroed hidden state.
+DEBUG_FIELDS = ("seq", "time", "dt", "lateness", "step_s", "sensor_age", "sensor_stamp", "publish_wall",
+                "status", "fresh")
+# status of a tick
+STEPPED, SAFE_FAULT, SAFE_STOP, SAFE_POLICY = 0, 1, 2, 3
+
+# Parameters that shape the configured node: changing them needs cleanup + configure.
+_STRUCTURAL = ("robot", "model", "backend", "rate_hz", "sensor_timeout", "soft_start", "safe_behaviour",
+               "command_lower", "command_upper", "estop_topic", "step_debug")
+
+
+def _descriptor(kind: int, text: str, lo: float | None = None, hi: float | None = None) -> ParameterDescriptor:
+    if kind == ParameterType.PARAMETER_DOUBLE_ARRAY:
+        # An empty default has no element type in rclpy (it becomes a byte array), so the arrays are
+        # dynamically typed; check_param() insists on a list of numbers.
+        return ParameterDescriptor(dynamic_typing=True, description=text + " (a list of numbers)")
+    d = ParameterDescriptor(type=kind, description=text)
+    if lo is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+    return d
+
+
+PARAMS: dict[str, tuple[Any, ParameterDescriptor]] = {
+    "robot": ("cartpole", _descriptor(ParameterType.PARAMETER_STRING,
+                                      "robot spec: a name from config/robots/ or a path to a spec YAML")),
+    "model": ("", _descriptor(ParameterType.PARAMETER_STRING,
+                              "policy artifact path; empty = the robot's shipped policy (policies/<robot>.onnx)")),
+    "backend": ("numpy", _descriptor(ParameterType.PARAMETER_STRING, "policy backend: numpy | onnxruntime | torch")),
+    "rate_hz": (0.0, _descriptor(ParameterType.PARAMETER_DOUBLE,
+                                 "control rate in Hz, 10..1000; 0 = the spec's rate")),
+    "sensor_timeout": (0.0, _descriptor(ParameterType.PARAMETER_DOUBLE,
+                                        "seconds before a sensor counts as stale; 0 = the spec's value", 0.0, 60.0)),
+    "soft_start": (-1.0, _descriptor(ParameterType.PARAMETER_DOUBLE,
+                                     "seconds to ramp the command in after activation or recovery; "
+                                     "-1 = the spec's value", -1.0, 60.0)),
+    "safe_behaviour": ("", _descriptor(ParameterType.PARAMETER_STRING,
+                                       "safe command: zero (the spec's safe value) | hold (last good command); "
+                                       "empty = the spec's choice")),
+    "command_lower": ([], _descriptor(ParameterType.PARAMETER_DOUBLE_ARRAY,
+                                      "per-actuator lower command limits (may only tighten the spec's); "
+                                      "empty = the spec's")),
+    "command_upper": ([], _descriptor(ParameterType.PARAMETER_DOUBLE_ARRAY,
+                                      "per-actuator upper command limits (may only tighten the spec's); "
+                                      "empty = the spec's")),
+    "autostart": (False, _descriptor(ParameterType.PARAMETER_BOOL,
+                                     "configure and activate at start-up (no lifecycle manager needed)")),
+    "estop_topic": ("estop", _descriptor(ParameterType.PARAMETER_STRING,
+                                         "std_msgs/Bool topic: true forces the safe command until false")),
+    "step_debug": (False, _descriptor(ParameterType.PARAMETER_BOOL,
+                                      "publish ~/step_debug per tick: " + ", ".join(DEBUG_FIELDS)
+                                      + ", obs, action, command")),
+    "diagnostics_period": (1.0, _descriptor(ParameterType.PARAMETER_DOUBLE,
+                                            "seconds between /diagnostics reports", 0.1, 60.0)),
+}
+
+
+def check_param(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None. (Ranges come from the descriptors
+    too; this adds the rules a range cannot say.)"""
+    if name == "rate_hz" and value != 0.0 and not RATE_RANGE[0] <= value <= RATE_RANGE[1]:
+        return f"rate_hz must be 0 (the spec's rate) or within {RATE_RANGE[0]:g}..{RATE_RANGE[1]:g} Hz, got {value:g}"
+    if name == "safe_behaviour" and value not in ("", "zero", "hold"):
+        return f"safe_behaviour must be 'zero' or 'hold' (or empty for the spec's), got {value!r}"
+    if name == "backend" and value not in ("numpy", "onnxruntime", "torch"):
+        return f"backend must be numpy, onnxruntime or torch, got {value!r}"
+    if name == "robot" and not value:
+        return "robot must name a robot spec (e.g. cartpole) or a spec YAML path"
+    if name == "sensor_timeout" and value < 0:
+        return "sensor_timeout must be > 0 s (or 0 for the spec's)"
+    if name == "soft_start" and value < 0 and value != -1.0:
+        return "soft_start must be >= 0 s (or -1 for the spec's)"
+    if name in ("command_lower", "command_upper") and (
+            isinstance(value, (str, bytes, bool)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            and not math.isnan(v) for v in value)):
+        return f"{name} must be a list of numbers (one per actuator), got {value!r}"
+    if name == "estop_topic" and not value:
+        return "estop_topic must not be empty"
+    return None
+
+
+@dataclass
+class _Settings:
+    """The effective configuration, resolved from parameters and the spec at configure."""
+
+    rate_hz: float
+    sensor_timeout: float
+    soft_start: float
+    safe_behaviour: str
+    model: Path
+    use_sim_time: bool
+
+
+class _SimClockWaiter:
+    """Waits on the node's ROS clock (sim time) for a deadline; wakes on every /clock update past it,
+    on a backward jump (sim reset), or when told to stop."""
+
+    def __init__(self, clock: Clock):
+        self._clock = clock
+        self._event = threading.Event()
+        self._target = 0
+        self._handle = clock.create_jump_callback(
+            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=Duration(nanoseconds=-1),
+                          on_clock_change=True),
+            post_callback=self._on_jump)
+
+    def _on_jump(self, jump: Any) -> None:
+        if jump.delta.nanoseconds < 0 or self._clock.now().nanoseconds >= self._target:
+            self._event.set()
+
+    def now(self) -> int:
+        return self._clock.now().nanoseconds
+
+    def wait_until(self, target_ns: int, stop: threading.Event) -> None:
+        self._target = target_ns
+        while not stop.is_set():
+            self._event.clear()
+            now = self.now()
+            if now >= target_ns or (0 < now and now < target_ns - 10**12):  # reached, or time went back > 1000 s
+                return
+            self._event.wait(0.05)  # bounded so that a stop request is seen even if /clock stops
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        self._handle.unregister()
+
+
+class LiquidController(LifecycleNode):
+    def __init__(self, **kwargs: Any):
+        super().__init__(NODE_NAME, **kwargs)
+        self._configured = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for name, (default, descriptor) in PARAMS.items():
+            self.declare_parameter(name, default, descriptor)
+        self._lock = threading.Lock()  # observation assembler + policy: callbacks / services vs loop
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._estop = False
+        self._enabled = True
+        self._subs: list[Any] = []
+        self._pubs: list[Any] = []
+        self._timers: list[Any] = []
+        self.policy = None
+        self.spec = None
+        self.stats: diag.LoopStats | None = None
+        self._cond = (diag.OK, "not configured")
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+
+    # ------------------------------------------------------------------------------- parameters
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        for p in params:
+            if p.name not in PARAMS:
+                continue
+            reason = check_param(p.name, p.value)
+            if reason is None and self._configured and p.name in _STRUCTURAL:
+                reason = (f"{p.name} cannot change while the node is configured; "
+                          "deactivate and clean it up, then configure again")
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    @property
+    def autostart(self) -> bool:
+        return bool(self.param("autostart"))
+
+    # ------------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except LiquidControlError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # never leave the node half-configured, whatever broke
+            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        from liquid_control.core.policy import Policy
+        from liquid_control.core.resources import default_policy_path
+        from liquid_control.core.spec import load_spec
+
+        spec = load_spec(self.param("robot"))
+        model = self.param("model")
+        model_path = Path(model) if model else default_policy_path(spec.name)
+        s = spec.safety
+        rate = self.param("rate_hz") or spec.rate_hz
+        if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+            raise LiquidControlError(f"spec {spec.name!r} rate {rate:g} Hz is outside {RATE_RANGE[0]:g}..{RATE_RANGE[1]:g} Hz; "
+                                     "set rate_hz")
+        settings = _Settings(rate_hz=float(rate), sensor_timeout=self.param("sensor_timeout") or s.sensor_timeout,
+                             soft_start=s.soft_start if self.param("soft_start") < 0 else self.param("soft_start"),
+                             safe_behaviour=self.param("safe_behaviour") or s.safe_behaviour, model=model_path,
+                             use_sim_time=bool(self.param("use_sim_time")))
+        lower = tuple(self.param("command_lower")) or None
+        upper = tuple(self.param("command_upper")) or None
+        for name, given, spec_side, tighter in (("command_lower", lower, spec.action.lower, lambda g, v: g >= v),
+                                                ("command_upper", upper, spec.action.upper, lambda g, v: g <= v)):
+            if given is not None and (len(given) != spec.action_size
+                                      or not all(tighter(g, v) for g, v in zip(given, spec_side))):
+                raise LiquidControlError(f"{name} {list(given)} must give {spec.action_size} values within the "
+                                         f"spec's limits {list(spec.action.lower)}..{list(spec.action.upper)}")
+        policy = Policy.load(model_path, backend=self.param("backend"), spec=spec)
+        pipeline = CommandPipeline(spec.action, settings.soft_start, settings.safe_behaviour, lower, upper)
+        self.spec, self.policy, self.settings, self.pipeline = spec, policy, settings, pipeline
+        self.encoder = CommandEncoder(spec.action)
+        self.assembler = ObservationAssembler(spec, sensor_timeout=settings.sensor_timeout)
+        self.period = 1.0 / settings.rate_hz
+        self.stats = diag.LoopStats(self.period)
+        self._obs = np.zeros(spec.obs_size, np.float32)  # the policy steps in float32: convert once, here
+        self._safe_action = np.full(spec.action_size, np.nan)
+        n_debug = len(DEBUG_FIELDS) + spec.obs_size + 2 * spec.action_size
+        self._debug_buf = np.zeros(n_debug)
+        self._sensor_header_ns = 0
+        self._publish_wall = 0.0
+        self._loop_now = time.monotonic if not settings.use_sim_time else self._sim_now
+        self._cmd_pub = self.create_publisher(self.encoder.msg_class, spec.action.topic, COMMAND_QOS)
+        self._diag_pub = self.create_publisher(self._diag_class(), "/diagnostics", DIAGNOSTICS_QOS)
+        self._debug_pub = None
+        if self.param("step_debug"):
+            self._debug_pub = self.create_publisher(Float64MultiArray, "~/step_debug", DEBUG_QOS)
+            self._debug_msg = Float64MultiArray()
+            labels = list(DEBUG_FIELDS) + [f"obs.{x}" for x in spec.obs_labels()] + \
+                [f"action.{a}" for a in spec.action.names] + [f"command.{a}" for a in spec.action.names]
+            self._debug_msg.layout.dim = [MultiArrayDimension(label=",".join(labels), size=n_debug, stride=n_debug)]
+        self._pubs = [self._cmd_pub, self._diag_pub] + ([self._debug_pub] if self._debug_pub else [])
+        for topic in self.assembler.topics:
+            cls = message_class(self.assembler.msg_types[topic])
+            self._subs.append(self.create_subscription(cls, topic, self._sensor_callback(topic), SENSOR_QOS))
+        self._subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, ESTOP_QOS))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # diagnostics keep coming even if /clock stops
+        self._timers = [self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics, clock=steady)]
+        self._configured = True
+        self._cond = (diag.OK, "inactive: configured, not commanding")
+        nominal = getattr(policy, "nominal_period", None)
+        note = ""
+        if nominal and abs(nominal * settings.rate_hz - 1.0) > 1e-6:
+            note = f" (the policy was trained at {1 / nominal:g} Hz; it steps by the measured dt)"
+        self.get_logger().info(
+            f"configured: robot {spec.name!r}, model {model_path}, backend {self.param('backend')}, "
+            f"{settings.rate_hz:g} Hz{note}, {'sim' if settings.use_sim_time else 'wall'} time, "
+            f"sensors {list(self.assembler.topics)} -> {spec.action.topic} ({spec.action.msg_type})")
+
+    @staticmethod
+    def _diag_class() -> type:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        return DiagnosticArray
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self.policy.reset()
+        self.pipeline.reset()
+        self._fresh = True
+        self._faulted = self._stopped = False
+        self._fault_key: Any = None
+        self._last_log = 0.0
+        self._seq = 0
+        self._stop.clear()
+        self._waiter = _SimClockWaiter(self.get_clock()) if self.settings.use_sim_time else None
+        self._thread = threading.Thread(target=self._run_loop, name="liquid_control_loop", daemon=True)
+        self._thread.start()
+        self._cond = (diag.OK, "active")
+        self.get_logger().info(f"active: commanding at {self.settings.rate_hz:g} Hz, soft start "
+                               f"{self.settings.soft_start:g} s")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self._publish_command(self.pipeline.safe())
+        self._cond = (diag.OK, "inactive: configured, not commanding")
+        self.get_logger().info("inactive: published the safe command, loop stopped")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: unconfigured")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._thread is not None:
+            self._stop_loop()
+            self._publish_command(self.pipeline.safe())
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_loop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        if self._waiter is not None:
+            self._waiter.wake()
+        self._thread.join(timeout=5.0)
+        if self._waiter is not None:
+            self._waiter.close()
+        self._thread = None
+
+    def _release(self) -> None:
+        self._stop_loop()
+        for t in self._timers:
+            self.destroy_timer(t)
+        for s in self._subs:
+            self.destroy_subscription(s)
+        for p in self._pubs:
+            self.destroy_publisher(p)
+        self._timers, self._subs, self._pubs = [], [], []
+        self.policy = None
+        self._configured = False
+        self._cond = (diag.OK, "not configured")
+
+    # ------------------------------------------------------------------------------- inputs
+    def _sim_now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _sensor_callback(self, topic: str):
+        assembler, lock, now = self.assembler, self._lock, self._loop_now
+        log = self.get_logger()
+
+        def callback(msg: Any) -> None:
+            with lock:
+                error = assembler.update(topic, msg, now())
+            header = getattr(msg, "header", None)
+            if header is not None:
+                self._sensor_header_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            if error is not None:
+                log.error(f"bad message on {topic}: {error}", throttle_duration_sec=1.0)
+
+        return callback
+
+    def _on_estop(self, msg: Bool) -> None:
+        if bool(msg.data) != self._estop:
+            self.get_logger().warning("e-stop ENGAGED: safe command" if msg.data else "e-stop released")
+        self._estop = bool(msg.data)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.policy is None:
+            response.success, response.message = False, "not configured: nothing to reset"
+            return response
+        with self._lock:
+            self.policy.reset()
+            self._fresh = True
+        response.success, response.message = True, "hidden state zeroed"
+        self.get_logger().info("~/reset: hidden state zeroed")
+        return response
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._enabled = bool(request.data)
+        response.success = True
+        response.message = "enabled" if self._enabled else "disabled: publishing the safe command"
+        self.get_logger().info(f"~/enable: {response.message}")
+        return response
+
+    # ------------------------------------------------------------------------------- the loop
+    def _run_loop(self) -> None:
+        try:
+            if self._waiter is None:
+                self._loop_wall()
+            else:
+                self._loop_sim()
+        except Exception as exc:  # a bug must not leave the robot on its last command
+            self.get_logger().fatal(f"control loop died: {type(exc).__name__}: {exc}; publishing the safe command")
+            self._publish_command(self.pipeline.safe())
+            self._cond = (diag.ERROR, f"control loop died: {exc}")
+
+    def _loop_wall(self) -> None:
+        period, mono, sleep = self.period, time.monotonic, time.sleep
+        last = mono()
+        deadline = last + period
+        while not self._stop.is_set():
+            delay = deadline - mono()
+            if delay > 0:
+                sleep(delay)  # to an absolute deadline: the error does not accumulate
+            now = mono()
+            late = now - deadline
+            if late >= period:  # missed whole periods: skip them, count them
+                missed = int(late // period)
+                deadline += missed * period
+                self.stats.overrun(missed)
+            self._guarded_tick(now, now - last, late)
+            last = now
+            deadline += period
+
+    def _loop_sim(self) -> None:
+        waiter, stop = self._waiter, self._stop
+        period_ns = int(round(self.period * 1e9))
+        while not stop.is_set() and waiter.now() == 0:  # no /clock yet
+            waiter.wait_until(1, stop)
+        last = waiter.now()
+        deadline = last + period_ns
+        while not stop.is_set():
+            waiter.wait_until(deadline, stop)
+            if stop.is_set():
+                break
+            now = waiter.now()
+            if now < last:  # sim time went backwards (the simulation was reset): start a new epoch
+                self.get_logger().warning("sim time went backwards: restarting the loop epoch, hidden state reset")
+                with self._lock:
+                    self.policy.reset()
+                    self.assembler.reset()
+                self._fresh = True
+                last, deadline = now, now + period_ns
+                continue
+            late = now - deadline
+            if late >= period_ns:
+                missed = late // period_ns
+                deadline += missed * period_ns
+                self.stats.overrun(int(missed))
+            self._guarded_tick(now * 1e-9, (now - last) * 1e-9, late * 1e-9)
+            last = now
+            deadline += period_ns
+
+    def _guarded_tick(self, now: float, dt: float, late: float) -> None:
+        """A bug inside a tick must not leave the robot on its last command: safe command, ERROR, go on."""
+        try:
+            self._tick(now, dt, late)
+        except Exception as exc:
+            reason = f"internal error in the control tick: {type(exc).__name__}: {exc}"
+            self._cond = (diag.ERROR, reason)
+            self.stats.flag(diag.ERROR, reason)
+            self.get_logger().fatal(reason, throttle_duration_sec=2.0)
+            try:
+                with self._lock:
+                    self.policy.reset()
+                    self._fresh = True
+                self._faulted = True
+                self._publish_command(self.pipeline.safe())
+            except Exception:
+                pass
+
+    def _tick(self, now: float, dt: float, late: float) -> None:
+        t0 = time.perf_counter()
+        step_s = 0.0
+        action = self._safe_action
+        with self._lock:
+            obs, fault = self.assembler.assemble(now)
+            if fault is None:
+                np.copyto(self._obs, obs)  # our copy: the assembler's buffer changes under callbacks
+            fresh = self._fresh
+        if self._estop or not self._enabled:
+            status, reason = SAFE_STOP, "e-stop engaged" if self._estop else "disabled through ~/enable"
+            level = diag.WARN
+        elif fault is not None:
+            status, reason = SAFE_FAULT, str(fault)
+            level = diag.ERROR if fault.kind == "invalid" else diag.STALE
+        else:
+            status, reason, level = STEPPED, "", diag.OK
+        if status == STEPPED:
+            if self._faulted or self._stopped:  # first good tick after a fault or stop: soft start again
+                self.pipeline.restart()
+                self.get_logger().info("good data again: resuming with soft start")
+                self._faulted = self._stopped = False
+            s0 = time.perf_counter()
+            try:
+                with self._lock:
+                    action = self.policy.step(self._obs, dt)
+                    self._fresh = False
+            except StepError as exc:
+                status, reason, level = SAFE_POLICY, f"policy step failed: {exc}", diag.ERROR
+            step_s = time.perf_counter() - s0
+        if status == STEPPED:
+            command, ok = self.pipeline.apply(action, dt)
+            if not ok:
+                status, reason, level = SAFE_POLICY, "policy output is not finite", diag.ERROR
+        if status != STEPPED:
+            command = self.pipeline.safe()
+            if status == SAFE_STOP:
+                self._stopped = True
+            else:
+                self._faulted = True
+            if not self._fresh:  # the state has seen bad or no data: start from zero when good data returns
+                with self._lock:
+                    self.policy.reset()
+                    self._fresh = True
+            # Log when the kind of trouble changes, then at most every 2 s while it persists (the reason
+            # text itself changes every tick for a stale sensor: it carries the age).
+            key = (status, fault.kind, fault.topic) if status == SAFE_FAULT else (status, reason)
+            mono = time.monotonic()
+            if key != self._fault_key or mono - self._last_log >= 2.0:
+                self._last_log = mono
+                if level == diag.WARN:
+                    self.get_logger().warning(f"safe command: {reason}")
+                else:
+                    self.get_logger().error(f"safe command: {reason}")
+            self._fault_key = key
+            self.stats.flag(level, reason)
+        else:
+            self._fault_key = None
+        self._cond = (level, reason or "active")
+        self._publish_command(command)
+        tick_s = time.perf_counter() - t0
+        self.stats.record(now, dt, late, step_s, tick_s, status != STEPPED)
+        if self._debug_pub is not None:
+            self._publish_debug(now, dt, late, step_s, status, fresh, action, command)
+        self._seq += 1
+
+    def _publish_command(self, command: np.ndarray) -> None:
+        if not self._pubs:
+            return
+        stamp = self.get_clock().now().nanoseconds if self.encoder.msg_type != "std_msgs/msg/Float64MultiArray" else None
+        msg = self.encoder.encode(command, stamp)
+        self._publish_wall = time.time()
+        self._cmd_pub.publish(msg)
+
+    def _publish_debug(self, now: float, dt: float, late: float, step_s: float, status: int,
+                       fresh: bool, action: np.ndarray, command: np.ndarray) -> None:
+        with self._lock:
+            ages = [a for a in self.assembler.ages(now).values() if a is not None]
+        age = min(ages) if ages else math.nan
+        b, k, n = self._debug_buf, len(DEBUG_FIELDS), self.spec.obs_size
+        b[:k] = (self._seq, now, dt, late, step_s, age, self._sensor_header_ns * 1e-9, self._publish_wall,
+                 status, fresh)
+        b[k:k + n] = self._obs
+        b[k + n:k + n + self.spec.action_size] = action
+        b[k + n + self.spec.action_size:] = command
+        self._debug_msg.data = b.tolist()
+        self._debug_pub.publish(self._debug_msg)
+
+    # ------------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        if self.stats is None or not self._pubs:
+            return
+        level, reason = self._cond
+        active = self._thread is not None
+        snap = self.stats.snapshot(level, reason if active else self._cond[1])
+        loop_now = self._loop_now()
+        with self._lock:
+            ages = self.assembler.ages(loop_now)
+        values = {
+            "state": "active" if active else "inactive",
+            "target_rate_hz": f"{self.settings.rate_hz:g}",
+            "clock": "sim" if self.settings.use_sim_time else "wall",
+            "estop": str(self._estop).lower(),
+            "enabled": str(self._enabled).lower(),
+            "soft_start_factor": f"{self.pipeline.ramp:.3f}",
+            "model": str(self.settings.model),
+            "backend": str(self.param("backend")),
+        }
+        for topic, age in ages.items():
+            values[f"age_{topic}_ms"] = "never" if age is None else f"{age * 1e3:.1f}"
+        self._diag_pub.publish(diag.diagnostic_array(f"{self.get_name()}: control loop", self.spec.name, snap,
+                                                     self.get_clock().now().nanoseconds, values))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run liquid_control controller` and `liquid-control run`."""
+    import signal
+
+    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.signals import SignalHandlerOptions
+
+    # Our own SIGINT/SIGTERM handling: stop the loop and publish the safe command *before* rclpy's
+    # context goes down (rclpy's handler would shut the context first, and the publish would fail).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node = LiquidController()
+    except (InvalidParameterValueException, LiquidControlError) as exc:
+        print(f"{NODE_NAME}: bad parameter: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.autostart:
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node.trigger_shutdown()  # active: stop the loop and publish the safe command once
+        except Exception:  # already finalized
+            pass
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""QoS profiles of the controller's topics, and why.
+
+Sensors: BEST_EFFORT, KEEP_LAST 1, VOLATILE. A best-effort subscription matches both best-effort
+publishers (drivers and `ros2 bag play` often use SensorDataQoS) and reliable ones (the rclpy/rclcpp
+default): a RELIABLE subscription would silently never connect to a best-effort publisher. Depth 1
+because the controller only ever wants the newest sample: nothing queues up behind a slow tick, and a
+1 kHz stream costs one callback per message, never a backlog. (Reliable retransmission of an old sensor
+sample is useless to a controller anyway: the next sample supersedes it.)
+
+E-stop: the same profile, so any publisher connects; the latest value latches in the node until a new
+one arrives (publish `True` repeatedly or once: either works; `False` releases).
+
+Command: RELIABLE, KEEP_LAST 1, VOLATILE. A reliable publisher matches both reliable subscribers
+(ros2_control's forward_command_controller uses the system default, reliable) and best-effort ones;
+depth 1 because a stale command must never be delivered after a newer one.
+
+Diagnostics: RELIABLE, depth 10, as diagnostic_aggregator and rqt expect. Step debug: RELIABLE with a
+deep queue, so that a test or recorder sees every tick.
+"""
+from __future__ import annotations
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
+ESTOP_QOS = SENSOR_QOS
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+DEBUG_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.VOLATILE)
