@@ -1,0 +1,609 @@
+"""Offline replay: run a policy over a recorded bag as the controller node would have run it.
+
+The same parts as the node, fed from the bag instead of live topics:
+  * observations: core.observation.ObservationAssembler, updated with each recorded sensor message;
+  * commands: core.command.CommandPipeline (scale, soft start, rate limit, clamp, safe command);
+  * timing: ticks on an absolute schedule in bag time, t_k = t_0 + k * period (t_0: the first replayed
+    message), and dt for the cell is the bag time between policy steps. Every message stamped at or
+    before t_k is applied before tick k.
+
+Time base: `receive` uses rosbag2's log time (when the recorder received the message: what a node on
+that machine saw); `header` uses header.stamp where a message has one (messages are re-ordered by stamp
+within a bounded window; ones later than the window are counted and dropped).
+
+Streaming: messages are read one at a time (or one MCAP chunk), outputs are written as ticks happen, and
+the plot keeps a bounded, evenly decimated trace, so memory does not grow with the bag. Deterministic:
+no wall clock, no randomness, floats written with repr (round-trip exact): same bag and model, same
+bytes out.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+
+from liquid_control.bags.io import (COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats,
+                                    ensure_types, normalize_topic)
+from liquid_control.core.command import CommandPipeline
+from liquid_control.core.errors import SpecError, StepError
+from liquid_control.core.observation import Fault, ObservationAssembler
+from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
+
+TIME_BASES = ("receive", "header")
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------------
+def parse_remaps(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """['/robot/joint_states:=joint_states'] -> {'/robot/joint_states': '/joint_states'} (bag name ->
+    the name the controller subscribes to, as `ros2 bag play --remap` renames recorded topics)."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        src, sep, dst = item.partition(":=")
+        if not sep or not src.strip() or not dst.strip():
+            raise BagError(f"remap {item!r} is not of the form RECORDED:=NEW")
+        out[normalize_topic(src)] = normalize_topic(dst)
+    return out
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    start_offset: float = 0.0  # seconds after the bag's first message (log time)
+    duration: float | None = None  # seconds of log time to replay; None = to the end
+    remap: dict[str, str] = field(default_factory=dict)  # recorded topic -> topic the controller uses
+    time_base: str = "receive"
+    reorder_window: float = 0.5  # seconds; header time base only
+    recover: bool = False  # read a truncated/damaged bag up to the damage
+    distro: str | None = None  # message definitions for topics the bag stores none for
+
+
+class PolicyLike(Protocol):
+    def reset(self) -> None: ...
+    def step(self, obs: np.ndarray, dt: float) -> np.ndarray: ...
+
+
+def hidden_state(policy: Any) -> np.ndarray | None:
+    """The policy's hidden state vector, if it exposes one (for traces)."""
+    for name in ("state", "h", "hidden"):
+        h = getattr(policy, name, None)
+        if isinstance(h, np.ndarray):
+            return h.reshape(-1)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Recorded commands in, replayed commands out
+# --------------------------------------------------------------------------------------------------
+def command_vector(msg: Any, spec: RobotSpec) -> np.ndarray | None:
+    """A recorded command message -> vector in spec.action.names order (None if it does not fit)."""
+    from liquid_control.ros.messages import decode_command  # duck-typed: works on rosbags messages too
+
+    try:
+        return decode_command(msg, spec.action)
+    except (SpecError, AttributeError, TypeError, ValueError):
+        return None
+
+
+class CommandEncoder:
+    """Command vector -> serialized CDR of the spec's command type, with rosbags' typestore."""
+
+    def __init__(self, spec: RobotSpec, typestore: Any):
+        self.ts, self.msgtype, self.names = typestore, spec.action.msg_type, list(spec.action.names)
+        ensure_types(typestore, [self.msgtype])
+        T = typestore.types
+        if self.msgtype == FLOAT64_ARRAY:
+            self._layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+            self._cls = T[FLOAT64_ARRAY]
+        elif self.msgtype == JOINT_STATE:
+            self._cls, self._hdr, self._time = T[JOINT_STATE], T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+        elif self.msgtype == TWIST:
+            self._cls, self._vec = T[TWIST], T["geometry_msgs/msg/Vector3"]
+        else:  # pragma: no cover - the spec parser refuses other types
+            raise BagError(f"cannot encode command type {self.msgtype}")
+
+    def encode(self, command: np.ndarray, stamp_ns: int) -> bytes:
+        c = np.array(command, dtype=np.float64)
+        if self.msgtype == FLOAT64_ARRAY:
+            msg = self._cls(layout=self._layout, data=c)
+        elif self.msgtype == JOINT_STATE:
+            hdr = self._hdr(stamp=self._time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="")
+            empty = np.zeros(0)
+            msg = self._cls(header=hdr, name=self.names, position=empty, velocity=empty, effort=c)
+        else:
+            axes = {"linear": [0.0] * 3, "angular": [0.0] * 3}
+            for name, v in zip(self.names, c.tolist()):
+                group, axis = name.split(".")
+                axes[group]["xyz".index(axis)] = v
+            msg = self._cls(linear=self._vec(*axes["linear"]), angular=self._vec(*axes["angular"]))
+        return bytes(self.ts.serialize_cdr(msg, self.msgtype))
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs (sinks): each receives every tick; all stream
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Tick:
+    t_ns: int  # tick time in the time base
+    t: float  # seconds since the replay's first tick
+    obs: np.ndarray
+    fault: Fault | None
+    action: np.ndarray | None  # policy output (None when faulted)
+    command: np.ndarray  # what the node would have published
+    recorded: np.ndarray | None  # the latest recorded command at or before t_ns
+    h: np.ndarray | None
+
+
+class CsvSink:
+    """One row per tick, floats in repr (exact round trip). Written to a temporary file, renamed at end."""
+
+    def __init__(self, path: Path, spec: RobotSpec, state_size: int):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self.f = open(self.tmp, "w", newline="")
+        names = list(spec.action.names)
+        cols = (["t", "fault"] + [f"obs:{label}" for label in spec.obs_labels()] + [f"action:{n}" for n in names]
+                + [f"command:{n}" for n in names] + [f"recorded:{n}" for n in names] + [f"h{i}" for i in range(state_size)])
+        self.nan_a = [math.nan] * len(names)
+        self.nan_h = [math.nan] * state_size
+        self.f.write(",".join(cols) + "\n")
+
+    def tick(self, k: Tick) -> None:
+        fault = f"{k.fault.kind}:{k.fault.topic}" if k.fault else ""
+        values = [k.t, *k.obs.tolist(), *(self.nan_a if k.action is None else k.action.tolist()), *k.command.tolist(),
+                  *(self.nan_a if k.recorded is None else k.recorded.tolist()), *(self.nan_h if k.h is None else k.h.tolist())]
+        self.f.write(f"{values[0]!r},{fault}," + ",".join(map(repr, values[1:])) + "\n")
+
+    def close(self, ok: bool) -> None:
+        self.f.close()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class PlotSink:
+    """Keeps an evenly decimated trace (at most ~max_points ticks) and draws it at the end (Agg)."""
+
+    def __init__(self, path: Path, spec: RobotSpec, expected_ticks: int, max_points: int = 4000, max_units: int = 8):
+        self.path, self.spec = Path(path), spec
+        self.stride = max(1, expected_ticks // max_points)
+        self.max_units = max_units
+        self.n = 0
+        self.rows: dict[str, list] = {k: [] for k in ("t", "obs", "action", "command", "recorded", "h", "fault")}
+
+    def tick(self, k: Tick) -> None:
+        self.n += 1
+        if (self.n - 1) % self.stride and k.fault is None:
+            return  # keep every stride-th tick, and every faulted one (capped below)
+        if k.fault is not None and len(self.rows["t"]) > 20 * 4000:
+            return
+        na = np.full(self.spec.action_size, np.nan)
+        r = self.rows
+        r["t"].append(k.t)
+        r["obs"].append(k.obs.copy())
+        r["action"].append(na if k.action is None else k.action.copy())
+        r["command"].append(k.command.copy())
+        r["recorded"].append(na if k.recorded is None else k.recorded.copy())
+        r["h"].append(None if k.h is None else k.h[: self.max_units].copy())
+        r["fault"].append(k.fault is not None)
+
+    def close(self, ok: bool) -> None:
+        if not ok or not self.rows["t"]:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        r, spec = self.rows, self.spec
+        t = np.asarray(r["t"])
+        has_h = r["h"][0] is not None
+        fig, axes = plt.subplots(3 if has_h else 2, 1, sharex=True, figsize=(11, 8 if has_h else 6))
+        obs = np.asarray(r["obs"])
+        for i, label in enumerate(spec.obs_labels()):
+            axes[0].plot(t, obs[:, i], lw=0.8, label=label)
+        axes[0].set_ylabel("observation")
+        axes[0].legend(fontsize=7, loc="upper right")
+        cmd, rec = np.asarray(r["command"]), np.asarray(r["recorded"])
+        for i, name in enumerate(spec.action.names):
+            line = axes[1].plot(t, cmd[:, i], lw=0.9, label=f"policy {name}")[0]
+            if np.isfinite(rec[:, i]).any():
+                axes[1].plot(t, rec[:, i], lw=0.9, ls="--", color=line.get_color(), alpha=0.7, label=f"recorded {name}")
+        faulted = np.asarray(r["fault"])
+        if faulted.any():
+            axes[1].fill_between(t, 0, 1, where=faulted, transform=axes[1].get_xaxis_transform(), color="red",
+                                 alpha=0.15, label="fault (safe command)")
+        axes[1].set_ylabel("command")
+        axes[1].legend(fontsize=7, loc="upper right")
+        if has_h:
+            h = np.asarray([x if x is not None else np.full(len(r["h"][0]), np.nan) for x in r["h"]])
+            for i in range(h.shape[1]):
+                axes[2].plot(t, h[:, i], lw=0.7)
+            axes[2].set_ylabel(f"hidden state (first {h.shape[1]})")
+        axes[-1].set_xlabel("bag time since first tick [s]")
+        fig.suptitle(f"replay: {spec.name} at {spec.rate_hz:g} Hz")
+        fig.tight_layout()
+        tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}{self.path.suffix}")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, self.path)
+
+
+class BagSink:
+    """The replayed commands as a new bag (optionally beside the bag's own topics, copied raw)."""
+
+    def __init__(self, path: Path, spec: RobotSpec, reader: BagReader, *, storage: str, command_topic: str,
+                 copy_topics: list[str]):
+        self.writer = BagWriter(path, storage=storage, typestore=reader.typestore)
+        self.encoder = CommandEncoder(spec, reader.typestore)
+        self.topic = command_topic
+        self.copy = set()
+        try:
+            for name in copy_topics:
+                self.writer.add_topic_like(reader.topics[name], reader.typestore)
+                self.copy.add(name)
+            self.writer.add_topic(command_topic, spec.action.msg_type, qos=(COMMAND_QOS,))
+        except BaseException:
+            self.writer.abort()
+            raise
+
+    def raw(self, m: RawMessage) -> None:
+        if m.topic in self.copy:
+            self.writer.write(m.topic, m.log_time_ns, m.data)
+
+    def tick(self, k: Tick) -> None:
+        self.writer.write(self.topic, k.t_ns, self.encoder.encode(k.command, k.t_ns))
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self.writer.close()
+        else:
+            self.writer.abort()
+
+
+# --------------------------------------------------------------------------------------------------
+# The replay
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ActuatorError:
+    name: str
+    n: int
+    rmse: float
+    max_abs: float
+
+
+@dataclass
+class ReplayResult:
+    ticks: int = 0
+    faulted_ticks: int = 0
+    steps: int = 0
+    span: float = 0.0  # bag seconds replayed (first to last tick)
+    wall: float = 0.0
+    messages: int = 0
+    comparison: list[ActuatorError] | None = None
+    stats: ReadStats = field(default_factory=ReadStats)
+    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    first_fault: str | None = None
+
+    @property
+    def speed(self) -> float:
+        """Bag seconds per wall second (x real time)."""
+        return self.span / self.wall if self.wall > 0 else math.inf
+
+    def lines(self) -> list[str]:
+        out = [f"replayed {self.span:.3f} s of bag in {self.wall:.3f} s ({self.speed:.1f}x real time): "
+               f"{self.ticks} ticks, {self.steps} policy steps, {self.faulted_ticks} faulted ticks"
+               + (f" (first: {self.first_fault})" if self.first_fault else "")]
+        if self.comparison:
+            for a in self.comparison:
+                out.append(f"vs recorded command {a.name}: RMSE {a.rmse:.6g}, max |error| {a.max_abs:.6g} over {a.n} ticks")
+        elif self.comparison is None:
+            out.append("no recorded commands in the bag: nothing to compare against")
+        out += [f"bag: {line}" for line in self.stats.lines()]
+        out += self.notes
+        out += [f"wrote {kind}: {path}" for kind, path in self.outputs.items()]
+        return out
+
+
+def _header_ns(msg: Any) -> int | None:
+    hdr = getattr(msg, "header", None)
+    stamp = getattr(hdr, "stamp", None)
+    if stamp is None:
+        return None
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class _Reorder:
+    """Orders (time, seq, item) by time within a window of log time; later arrivals are dropped."""
+
+    def __init__(self, window_ns: int):
+        self.window, self.heap, self.seq, self.last_out, self.dropped = window_ns, [], 0, None, 0
+
+    def push(self, t: int, log_ns: int, item: Any) -> Iterator[tuple[int, Any]]:
+        if self.last_out is not None and t < self.last_out:
+            self.dropped += 1
+            return
+        heapq.heappush(self.heap, (t, self.seq, item))
+        self.seq += 1
+        while self.heap and self.heap[0][0] <= log_ns - self.window:
+            t0, _, it = heapq.heappop(self.heap)
+            self.last_out = t0
+            yield t0, it
+
+    def flush(self) -> Iterator[tuple[int, Any]]:
+        while self.heap:
+            t0, _, it = heapq.heappop(self.heap)
+            self.last_out = t0
+            yield t0, it
+
+
+def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
+           out_bag: str | Path | None = None, out_storage: str = "mcap", with_bag_topics: bool = False,
+           command_topic: str | None = None, csv: str | Path | None = None, plot: str | Path | None = None,
+           progress: bool = False, sinks: list[Any] | None = None) -> ReplayResult:
+    """Replay `bag_path` through `policy` under `spec`; see the module docstring. Raises BagError."""
+    if options.time_base not in TIME_BASES:
+        raise BagError(f"time base must be one of {TIME_BASES}, got {options.time_base!r}")
+    wall0 = time.perf_counter()
+    result = ReplayResult()
+    with BagReader(bag_path, distro=options.distro, recover=options.recover) as bag:
+        result.stats = bag.stats
+        remap = options.remap
+        unknown = [src for src in remap if bag.topic(src) is None]
+        if unknown:
+            raise BagError(f"remap source {unknown[0]} is not a topic of bag {bag.path}")
+
+        def recorded_as(topic: str) -> str:
+            """The bag topic that the controller would see as `topic` after remapping."""
+            want = normalize_topic(topic)
+            for src, dst in remap.items():
+                if dst == want:
+                    return src
+            return want
+
+        asm = ObservationAssembler(spec)
+        sensors = {recorded_as(t): t for t in asm.topics}  # bag topic -> spec topic
+        bag.require({b: asm.msg_types[t] for b, t in sensors.items()}, "an observation topic of the spec")
+        cmd_bag_topic = recorded_as(spec.action.topic)
+        recorded_topic = None
+        if (ct := bag.topic(cmd_bag_topic)) is not None:
+            if ct.msgtype == spec.action.msg_type:
+                recorded_topic = ct.name
+            else:
+                result.notes.append(f"recorded {ct.name} has type {ct.msgtype}, not the spec's {spec.action.msg_type}: "
+                                    "no comparison")
+        # The window, in log time.
+        if options.start_offset < 0 or (options.duration is not None and options.duration <= 0):
+            raise BagError("start offset must be >= 0 and duration > 0")
+        if options.start_offset * 1e9 >= bag.end_ns - bag.start_ns:
+            raise BagError(f"start offset {options.start_offset:g} s is beyond the bag's end ({bag.duration:.3f} s)")
+        start_ns = bag.start_ns + int(round(options.start_offset * 1e9))
+        stop_ns = None if options.duration is None else start_ns + int(round(options.duration * 1e9))
+
+        period_ns = 1e9 / spec.rate_hz
+        span_ns = (bag.end_ns if stop_ns is None else min(stop_ns, bag.end_ns)) - start_ns
+        expected_ticks = int(span_ns / period_ns) + 1
+        # Outputs.
+        state_size = _state_size(policy)
+        out_sinks: list[Any] = list(sinks or [])
+        made: list[Any] = []
+        try:
+            if out_bag is not None:
+                topic = normalize_topic(command_topic or spec.action.topic)
+                copy = [t for t in bag.topics if with_bag_topics]
+                if topic in copy:
+                    topic = "/replay" + topic
+                    result.notes.append(f"the bag already has {normalize_topic(spec.action.topic)}: replayed commands "
+                                        f"written on {topic}")
+                made.append(BagSink(Path(out_bag), spec, bag, storage=out_storage, command_topic=topic, copy_topics=copy))
+                result.outputs["bag"] = Path(out_bag)
+            if csv is not None:
+                made.append(CsvSink(Path(csv), spec, state_size))
+                result.outputs["csv"] = Path(csv)
+            if plot is not None:
+                made.append(PlotSink(Path(plot), spec, expected_ticks))
+                result.outputs["plot"] = Path(plot)
+        except BaseException:
+            for s in made:
+                s.close(False)
+            raise
+        out_sinks += made
+        ok = False
+        try:
+            _run(bag, policy, spec, asm, sensors, recorded_topic, start_ns, stop_ns, options,
+                 out_sinks, result, progress, with_bag_topics)
+            ok = True
+        finally:
+            for s in out_sinks:
+                s.close(ok)
+        if result.ticks == 0:
+            raise BagError(f"no {', '.join(sensors)} messages in the replayed window of {bag.path}")
+    result.wall = time.perf_counter() - wall0
+    return result
+
+
+def _state_size(policy: Any) -> int:
+    h = hidden_state(policy)
+    return 0 if h is None else int(h.size)
+
+
+class _ErrorStats:
+    """RMSE and max |error| per actuator, reduced in fixed blocks (deterministic, one ufunc per tick)."""
+
+    BLOCK = 4096
+
+    def __init__(self, n: int):
+        self.buf = np.empty((self.BLOCK, n))
+        self.i = self.count = 0
+        self.sq, self.mx = np.zeros(n), np.zeros(n)
+
+    def add(self, command: np.ndarray, recorded: np.ndarray) -> None:
+        np.subtract(command, recorded, out=self.buf[self.i])
+        self.i += 1
+        if self.i == self.BLOCK:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        b = self.buf[: self.i]
+        self.sq += np.einsum("ij,ij->j", b, b)
+        np.maximum(self.mx, np.abs(b).max(axis=0, initial=0.0), out=self.mx)
+        self.count += self.i
+        self.i = 0
+
+    def result(self, names: tuple[str, ...]) -> list[ActuatorError]:
+        self._reduce()
+        n = self.count
+        return [ActuatorError(name, n, float(np.sqrt(self.sq[j] / n)) if n else math.nan,
+                              float(self.mx[j]) if n else math.nan) for j, name in enumerate(names)]
+
+
+class _Loop:
+    """The controller's tick loop on bag time (see the module docstring)."""
+
+    def __init__(self, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
+                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult):
+        self.policy, self.spec, self.asm, self.sensors = policy, spec, asm, sensors
+        self.recorded_topic, self.result = recorded_topic, result
+        self.tick_sinks = [s.tick for s in sinks]
+        self.pipeline = CommandPipeline(spec.action, soft_start=spec.safety.soft_start,
+                                        safe_behaviour=spec.safety.safe_behaviour)
+        self.errors = _ErrorStats(spec.action_size)
+        self.period_ns = 1e9 / spec.rate_hz
+        self.obs32 = np.zeros(spec.obs_size, np.float32)
+        self.recorded: np.ndarray | None = None
+        self.t0: int | None = None  # first tick = the first sensor message: the replay's time zero
+        self.k = 0  # index of the next tick
+        self.next_tick = 0  # its time (ns)
+        self.running = False
+        self.last_step = 0
+        self.last_event = 0
+        self.pipeline.reset()
+        policy.reset()
+
+    def event(self, t_ns: int, topic: str, msg: Any) -> None:
+        """A message at time t_ns: first the ticks due strictly before it, then the message."""
+        if self.t0 is None:
+            if topic not in self.sensors:
+                self._recorded(topic, msg)
+                return
+            self.t0 = self.next_tick = t_ns
+        while self.next_tick < t_ns:
+            self.tick(self.next_tick)
+        self.last_event = t_ns
+        sensor = self.sensors.get(topic)
+        if sensor is None:
+            self._recorded(topic, msg)
+            return
+        err = self.asm.update(sensor, msg, (t_ns - self.t0) * 1e-9)
+        if err is not None:
+            self.result.stats.skipped[(topic, f"does not fit the spec: {err}")] += 1
+
+    def finish(self) -> None:
+        """The ticks up to and including the last message's time."""
+        if self.t0 is not None:
+            while self.next_tick <= self.last_event:
+                self.tick(self.next_tick)
+
+    def _recorded(self, topic: str, msg: Any) -> None:
+        v = command_vector(msg, self.spec)
+        if v is None:
+            self.result.stats.skipped[(topic, "recorded command does not fit the spec's action")] += 1
+        else:
+            self.recorded = v
+
+    def tick(self, t_ns: int) -> None:
+        r = self.result
+        now = (t_ns - self.t0) * 1e-9
+        obs, fault = self.asm.assemble(now)
+        action = None
+        if fault is None:
+            if not self.running:  # (re)start: fresh hidden state, soft start from what was published
+                self.policy.reset()
+                self.pipeline.restart()
+                self.running = True
+                dt = self.period_ns * 1e-9
+            else:
+                dt = (t_ns - self.last_step) * 1e-9
+            np.copyto(self.obs32, obs)  # the assembler's vector is finite; the policy runs in float32
+            try:
+                action = self.policy.step(self.obs32, dt)
+            except StepError as exc:  # non-finite output: the node publishes the safe command and restarts
+                fault = Fault("invalid", "(policy)", str(exc))
+        if fault is None:
+            self.last_step = t_ns
+            command, good = self.pipeline.apply(action, dt)
+            r.steps += 1
+            if good and self.recorded is not None:
+                self.errors.add(command, self.recorded)
+        else:
+            self.running = False
+            command = self.pipeline.safe()
+            r.faulted_ticks += 1
+            if r.first_fault is None:
+                r.first_fault = f"{fault} at t={now:.3f} s"
+        r.ticks += 1
+        self.k += 1
+        self.next_tick = self.t0 + int(round(self.k * self.period_ns))  # absolute schedule: no drift
+        if self.tick_sinks:
+            tick = Tick(t_ns, now, obs, fault, action, command, self.recorded,
+                        hidden_state(self.policy) if action is not None else None)
+            for f in self.tick_sinks:
+                f(tick)
+
+
+def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
+         recorded_topic: str | None, start_ns: int, stop_ns: int | None, options: ReplayOptions,
+         sinks: list[Any], result: ReplayResult, progress: bool, with_bag_topics: bool) -> None:
+    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result)
+    event = loop.event
+    raw_sinks = [s.raw for s in sinks if hasattr(s, "raw")]
+    wanted = set(sensors) | ({recorded_topic} if recorded_topic else set())
+    topics = list(bag.topics) if with_bag_topics else sorted(wanted)
+    reorder = _Reorder(int(options.reorder_window * 1e9)) if options.time_base == "header" else None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = sum(bag.topics[t].count for t in topics)
+        bar = tqdm(total=total, unit="msg", unit_scale=True, desc="replay", mininterval=0.5, leave=False)
+    n = 0
+    decode = bag.decode
+    for raw in bag.raw_messages(topics, start_ns, stop_ns):
+        n += 1
+        if bar is not None and not n & 2047:
+            bar.update(2048)
+        for f in raw_sinks:
+            f(raw)
+        if raw.topic not in wanted:
+            continue
+        msg = decode(raw)
+        if msg is None:
+            continue
+        if reorder is None:
+            event(raw.log_time_ns, raw.topic, msg)
+        else:
+            t = _header_ns(msg)
+            for t_ev, (topic, m) in reorder.push(raw.log_time_ns if t is None else t, raw.log_time_ns, (raw.topic, msg)):
+                event(t_ev, topic, m)
+    if reorder is not None:
+        for t_ev, (topic, m) in reorder.flush():
+            event(t_ev, topic, m)
+        if reorder.dropped:
+            result.stats.skipped[("(all)", f"header stamp older than the {options.reorder_window:g} s reorder "
+                                           "window")] += reorder.dropped
+    loop.finish()
+    if bar is not None:
+        bar.update(n & 2047)
+        bar.close()
+    result.messages = n
+    result.span = max(0, result.ticks - 1) * loop.period_ns * 1e-9
+    if recorded_topic is not None:
+        result.comparison = loop.errors.result(spec.action.names)
