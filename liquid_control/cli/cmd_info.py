@@ -1,0 +1,89 @@
+"""`liquid-control info MODEL`: what is inside a policy artifact, human-readable (or its metadata as JSON)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "show what is inside a policy artifact"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="policy artifact (.onnx)")
+    p.add_argument("--json", action="store_true", help="print the artifact's metadata as JSON instead")
+
+
+def _nonzero(params: dict[str, np.ndarray], name: str) -> str:
+    a = params[name]
+    return f"{int(np.count_nonzero(a))}/{a.size}"
+
+
+def describe(artifact: Any) -> list[tuple[str, str]]:
+    """(label, text) lines describing an artifact; shared by `info` and anything that wants a summary."""
+    cfg, meta, p = artifact.cfg, artifact.meta, artifact.params
+    I, N, A = cfg["input_size"], cfg["state_size"], cfg["output_size"]
+    rows: list[tuple[str, str]] = []
+    size_kib = len(artifact.model_bytes) / 1024
+    rows.append(("model", f"{artifact.path} ({size_kib:.1f} KiB, format {meta['format_version']})"))
+    if cfg["cell"] == "cfc":
+        c = cfg["cfc"]
+        rows.append(("cell", f"CfC, mode {c['mode']}, activation {c['activation']}"))
+        layers = c["layers"]
+        if len(layers) == 1:
+            bb = layers[0]["backbone"]
+            width = p["cfc0.bb0.W"].shape[0] if bb else 0
+            rows.append(("layers", f"1 fully connected layer of {layers[0]['size']} units"
+                         + (f", backbone {bb} x {width} units" if bb else ", no backbone")))
+        else:
+            head = "ff1.W" if c["mode"] == "pure" else "heads.W"
+            desc = ", ".join(f"{s['size']}" + (f" (+{s['backbone']} backbone)" if s["backbone"] else "")
+                             for s in layers)
+            synapses = ", ".join(_nonzero(p, f"cfc{i}.{head}") for i in range(len(layers)))
+            rows.append(("layers", f"{len(layers)} wired layers of {desc} units; nonzero head weights {synapses}"))
+        out = layers[-1]["size"]
+    else:
+        c = cfg["ltc"]
+        rows.append(("cell", f"LTC, {c['ode_unfolds']} ODE unfolds, epsilon {c['epsilon']:g}"))
+        rows.append(("synapses", f"sensory {_nonzero(p, 'ltc.sensory_W')}, recurrent {_nonzero(p, 'ltc.W')} "
+                     f"(nonzero/all); motor neurons {c['motor_size']} of {N}"))
+        out = c["motor_size"]
+    proj = f", projection {out} -> {A}" if cfg.get("proj") else ""
+    rows.append(("sizes", f"{I} observations -> {N} state units -> {A} actions{proj}"))
+    rows.append(("parameters", f"{artifact.parameter_count:,} stored values "
+                 f"({sum(int(np.count_nonzero(v)) for v in p.values()):,} nonzero)"))
+    period = meta.get("nominal_period")
+    rows.append(("period", f"{period:g} s ({1.0 / period:g} Hz) nominal" if period else "not recorded"))
+    robot, spec_hash = meta.get("robot"), meta.get("spec_hash")
+    rows.append(("robot spec", f"{robot or '(no robot name)'}, layout hash {spec_hash}" if spec_hash
+                 else "not recorded (any spec with matching sizes is accepted)"))
+    labels = meta.get("obs_labels") or [f"obs[{i}]" for i in range(I)]
+    mean, std = p["obs_mean"], p["obs_std"]
+    for i, label in enumerate(labels):
+        rows.append(("observation" if i == 0 else "", f"{i:3d}  {label:<40s} mean {mean[i]:+.4g}  std {std[i]:.4g}"))
+    layout = meta.get("layout") or {}
+    action = layout.get("action") or {}
+    scales = action.get("scale") or [None] * A
+    for i, name in enumerate(meta.get("action_labels") or [f"action[{i}]" for i in range(A)]):
+        scale = f"  scale {scales[i]:g}" if i < len(scales) and scales[i] is not None else ""
+        rows.append(("action" if i == 0 else "", f"{i:3d}  {name}{scale}"
+                     + (f"  -> {action['type']}" if i == 0 and action.get("type") else "")))
+    prov = meta.get("provenance") or {}
+    for i, key in enumerate(k for k in ("command", "seed", "version", "created", "git_commit", "source",
+                                        "ncps_class", "ncps_version", "env_steps", "eval_return") if k in prov):
+        rows.append(("provenance" if i == 0 else "", f"{key}: {prov[key]}"))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from liquid_control.core.artifact import read_artifact
+
+    artifact = read_artifact(args.model)
+    if args.json:
+        print(json.dumps(artifact.meta, indent=2, sort_keys=True))
+        return 0
+    for label, text in describe(artifact):
+        print(f"{label:<12s} {text}")
+    return 0
