@@ -34,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
     from liquid_control.learning.evaluate import run_episodes
+    from liquid_control.learning.train_utils import env_id
 
     if args.episodes <= 0:
         raise LiquidControlError(f"--episodes must be positive, got {args.episodes}")
+    env_id(args.robot)  # an unknown robot is named as such, before looking for its policy
     model = args.model or default_policy_path(args.robot)
     policy = Policy.load(model, backend=args.backend, spec=load_spec(args.robot))
     res = run_episodes(policy, args.robot, episodes=args.episodes, seed=args.seed, dt_jitter=args.dt_jitter,

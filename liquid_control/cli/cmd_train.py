@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-log-std", type=float, default=d.init_log_std)
     p.add_argument("--dt-jitter", type=float, default=d.dt_jitter,
                    help="train with each control period drawn from nominal * [1-j, 1+j]")
+    p.add_argument("--drop-prob", type=float, default=0.0,
+                   help="train with missed control ticks: a step lasts one more period with this probability")
     p.add_argument("--timestep", type=float, default=None,
                    help="MuJoCo timestep override (finer physics to resolve jittered periods)")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate every N env steps")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     gae_lambda=args.gae_lambda, clip=args.clip, ent_coef=args.ent_coef,
                     target_kl=args.target_kl or None, init_log_std=args.init_log_std, dt_jitter=args.dt_jitter,
                     eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                    env_kwargs={"timestep": args.timestep} if args.timestep else {})
+                    env_kwargs={k: v for k, v in (("timestep", args.timestep), ("drop_prob", args.drop_prob)) if v})
     res = train(cfg, args.out, resume=args.resume, command=command_line(), progress=not args.no_progress)
     (Path(args.out) / "result.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(f"trained {res['steps']} steps in {res['time_s']:.0f} s; best eval {res['best_eval']:.1f} "

@@ -50,18 +50,12 @@ def run_episodes(policy: StepPolicy, robot: str, *, episodes: int = 20, seed: in
     finally:
         env.close()
     if video and frames:
-        write_video(Path(video), frames, fps=max(1, round(1.0 / dt0)))
+        from liquid_control.sim.render import write_video
+
+        write_video(frames, Path(video), fps=1.0 / dt0)
     r = np.array(returns)
     return {"robot": robot, "episodes": episodes, "seed": seed, "dt_jitter": dt_jitter, "rate_scale": rate_scale,
             "mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()), "max": float(r.max()),
             "success_threshold": threshold, "success_rate": float(np.mean(r >= threshold)),
             "mean_length": float(np.mean(lengths)), "returns": [float(x) for x in r],
             "dt_mean": float(np.mean(dts)), "dt_min": float(np.min(dts)), "dt_max": float(np.max(dts))}
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, fps=fps) if path.suffix == ".gif" else imageio.mimsave(path, frames, fps=fps,
-                                                                                           macro_block_size=1)

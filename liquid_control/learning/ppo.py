@@ -393,7 +393,8 @@ class Trainer:
         t0 = time.time() - self.elapsed
         last_eval = (math.nan, math.nan)
         try:
-            self._save(self.ckpt_path)  # a valid checkpoint exists from the start (the NaN guard relies on it)
+            if not self.ckpt_path.exists():  # a good checkpoint exists from the start (the NaN guard names it)
+                self._save(self.ckpt_path)
             while self.update < n_updates:
                 if cfg.anneal_lr:
                     for g in self.opt.param_groups:

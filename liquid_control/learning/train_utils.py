@@ -78,25 +78,25 @@ def make_env(robot: str, *, dt_jitter: float = 0.0, rate_scale: float = 1.0, ren
     return env
 
 
-class ControlRate(gym.Wrapper):
-    """Run the env at `rate_scale` times its nominal control rate (with optional period jitter).
+def ControlRate(env: gym.Env, rate_scale: float, dt_jitter: float = 0.0, seed: int | None = None) -> gym.Env:  # noqa: N802
+    """Run `env` at `rate_scale` times its nominal control rate, optionally with period jitter.
 
-    The reward of each step is weighted by dt / nominal period, so returns stay comparable across
-    rates: the cart-pole still scores 1000 for balancing the whole (time-scaled) episode.
+    The sim's ControlJitter with its period scaled; each reward is weighted by dt / nominal period so
+    returns stay comparable across rates (the cart-pole still scores 1000 for the whole, time-scaled, episode).
     """
+    from liquid_control.sim.wrappers import ControlJitter
 
-    def __init__(self, env: gym.Env, rate_scale: float, dt_jitter: float = 0.0, seed: int | None = None):
-        super().__init__(env)
-        self.nominal = float(env.unwrapped.dt)
-        self.period = self.nominal / rate_scale
-        self.jitter = float(dt_jitter)
-        self.rng = np.random.default_rng(seed)
+    class _ControlRate(ControlJitter):
+        def __init__(self) -> None:
+            super().__init__(env, jitter=dt_jitter, seed=seed)
+            self.nominal = self.period
+            self.period = self.nominal / rate_scale
 
-    def step(self, action):
-        dt = self.period * (1.0 + self.rng.uniform(-self.jitter, self.jitter)) if self.jitter else self.period
-        self.env.unwrapped.set_next_dt(dt)
-        obs, rew, term, trunc, info = self.env.step(action)
-        return obs, float(rew) * info.get("dt", dt) / self.nominal, term, trunc, info
+        def step(self, action):
+            obs, rew, term, trunc, info = super().step(action)
+            return obs, float(rew) * info["dt"] / self.nominal, term, trunc, info
+
+    return _ControlRate()
 
 
 def env_factory(robot: str, seed: int, **kwargs: Any) -> Callable[[], Any]:
