@@ -541,11 +541,14 @@ class _Loop:
             self.last_step = t_ns
             command, good = self.pipeline.apply(action, dt)
             r.steps += 1
-            if good and self.recorded is not None:
+            if not good:  # the pipeline already returned the safe command; the node resets as for a fault
+                fault = Fault("invalid", "(policy)", "policy output is not finite")
+            elif self.recorded is not None:
                 self.errors.add(command, self.recorded)
-        else:
-            self.running = False
-            command = self.pipeline.safe()
+        if fault is not None:
+            if action is None:
+                command = self.pipeline.safe()
+            self.running = False  # the node resets the hidden state; the next good tick soft-starts again
             r.faulted_ticks += 1
             if r.first_fault is None:
                 r.first_fault = f"{fault} at t={now:.3f} s"
