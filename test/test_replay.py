@@ -1,0 +1,240 @@
+"""Offline replay on real rosbag2 files: tick schedule, determinism, outputs, faults, options, CLI."""
+import csv
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liquid_control.bags.io import BagError, BagWriter, open_bag
+from liquid_control.bags.replay import ReplayOptions, parse_remaps, replay
+from liquid_control.bags.synth import START_NS, write_cartpole_bag
+from liquid_control.cli.main import main
+from liquid_control.core.artifact import write_artifact
+from liquid_control.core.command import CommandPipeline
+from liquid_control.core.policy import Policy
+from liquid_control.core.random_params import cfc_cfg, random_params
+from liquid_control.core.spec import load_spec
+
+SPEC = load_spec("cartpole")  # 25 Hz, obs: slider/hinge position and velocity, command: Float64MultiArray
+CMD = "/effort_controller/commands"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    cfg = cfc_cfg(SPEC.obs_size, 16, SPEC.action_size)
+    return write_artifact(tmp_path_factory.mktemp("model") / "rand.onnx", cfg, random_params(cfg, 3), spec=SPEC)
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    return write_cartpole_bag(tmp_path_factory.mktemp("bag") / "cp", duration=2.0, storage="sqlite3")
+
+
+def policy(model):
+    return Policy.load(model, spec=SPEC)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def column(header, rows, name):
+    j = header.index(name)
+    return np.array([float(r[j]) for r in rows])
+
+
+def test_replay_steps_exactly_like_a_hand_rolled_node_loop(model, tmp_path):
+    # latency 0: joint states are logged exactly on the 2 ms grid, so every 25 Hz tick coincides with a
+    # message, which must be applied before the tick.
+    info = write_cartpole_bag(tmp_path / "b", duration=1.0, storage="mcap", latency_ns=0)
+    result = replay(info.path, policy(model), SPEC, csv=tmp_path / "r.csv")
+    header, rows = read_csv(tmp_path / "r.csv")
+    assert result.ticks == len(rows) == 25 and result.faulted_ticks == 0  # 0, 40, ..., 960 ms
+    with open_bag(info.path) as b:
+        states = [(m.log_time_ns, m.msg) for m in b.messages(["/joint_states"])]
+    ref, pipe = policy(model), CommandPipeline(SPEC.action, SPEC.safety.soft_start, SPEC.safety.safe_behaviour)
+    ref.reset()
+    pipe.reset()
+    t0 = states[0][0]
+    for k, row in enumerate(rows):
+        t_k = t0 + k * 40_000_000
+        msg = [m for t, m in states if t <= t_k][-1]
+        assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == t_k  # the message at the tick itself
+        obs = np.array([*msg.position, *msg.velocity])
+        assert [float(v) for v in row[2:6]] == obs.tolist()
+        action = ref.step(obs.astype(np.float32), 0.04)
+        command, ok = pipe.apply(action, 0.04)
+        assert ok and float(row[header.index("action:slide")]) == float(action[0])
+        assert float(row[header.index("command:slide")]) == float(command[0])
+        assert float(row[0]) == pytest.approx(k * 0.04, abs=1e-12)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_replay_is_bit_for_bit_deterministic(model, bag, tmp_path, storage):
+    outs = []
+    for i in range(2):
+        d = tmp_path / str(i)
+        d.mkdir()
+        replay(bag.path, policy(model), SPEC, csv=d / "r.csv", out_bag=d / "out", out_storage=storage)
+        files = sorted((d / "out").iterdir())
+        assert [f.name for f in files] == (["metadata.yaml", "out.mcap"] if storage == "mcap" else ["metadata.yaml", "out.db3"])
+        outs.append([(d / "r.csv").read_bytes()] + [f.read_bytes() for f in files])
+    assert outs[0] == outs[1]  # the CSV and the bag's files, byte for byte
+    with open_bag(tmp_path / "0" / "out") as b:
+        assert b.storage == storage and b.topics[CMD].count == 50
+
+
+def test_output_bag_has_commands_beside_the_bag_topics(model, bag, tmp_path):
+    result = replay(bag.path, policy(model), SPEC, csv=tmp_path / "r.csv", out_bag=tmp_path / "out", with_bag_topics=True)
+    assert any("written on /replay/effort_controller/commands" in n for n in result.notes)
+    header, rows = read_csv(tmp_path / "r.csv")
+    with open_bag(bag.path) as src, open_bag(tmp_path / "out") as out:
+        assert set(out.topics) == {"/joint_states", CMD, "/replay" + CMD}
+        assert out.topics["/joint_states"].qos == src.topics["/joint_states"].qos
+        copied = [(m.log_time_ns, m.data) for m in out.raw_messages(["/joint_states"])]
+        assert copied == [(m.log_time_ns, m.data) for m in src.raw_messages(["/joint_states"])]  # raw, unchanged
+        replayed = list(out.messages(["/replay" + CMD]))
+    assert len(replayed) == result.ticks == len(rows)
+    np.testing.assert_array_equal([m.msg.data[0] for m in replayed], column(header, rows, "command:slide"))
+
+
+def test_comparison_with_recorded_commands(model, bag, tmp_path):
+    result = replay(bag.path, policy(model), SPEC, csv=tmp_path / "r.csv")
+    header, rows = read_csv(tmp_path / "r.csv")
+    err = column(header, rows, "command:slide") - column(header, rows, "recorded:slide")
+    (a,) = result.comparison
+    assert a.name == "slide" and a.n == len(rows) == result.ticks
+    assert a.rmse == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
+    assert a.max_abs == pytest.approx(np.abs(err).max(), rel=1e-12)
+    assert a.rmse > 0
+    plain = write_cartpole_bag(tmp_path / "nocmd", duration=0.5, commands=False)
+    result = replay(plain.path, policy(model), SPEC)
+    assert result.comparison is None and "nothing to compare" in "\n".join(result.lines())
+
+
+def test_rmw_padded_bag_replays_exactly_like_a_plain_one(model, tmp_path):
+    plain = write_cartpole_bag(tmp_path / "plain", duration=1.0)
+    padded = write_cartpole_bag(tmp_path / "padded", duration=1.0, rmw_padding=True)
+    replay(plain.path, policy(model), SPEC, csv=tmp_path / "a.csv")
+    result = replay(padded.path, policy(model), SPEC, csv=tmp_path / "b.csv")
+    assert result.stats.padded == 500 and result.stats.skipped_total == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def _rewrite(src, dst, keep):
+    """Copy a bag, keeping (or replacing) messages: keep(topic, t_ns, msg) -> msg or None."""
+    with open_bag(src) as b, BagWriter(dst, typestore=b.typestore) as w:
+        for t in b.topics.values():
+            w.add_topic_like(t, b.typestore)
+        for m in b.messages():
+            new = keep(m.topic, m.log_time_ns, m.msg)
+            if new is not None:
+                w.write_msg(m.topic, m.log_time_ns, new)
+
+
+def test_sensor_gap_gives_the_safe_command_then_a_soft_start(model, bag, tmp_path):
+    gap = (START_NS + 800_000_000, START_NS + 1_300_000_000)
+    _rewrite(bag.path, tmp_path / "gap", lambda topic, t, m: None if topic == "/joint_states" and gap[0] <= t < gap[1] else m)
+    result = replay(tmp_path / "gap", policy(model), SPEC, csv=tmp_path / "r.csv")
+    header, rows = read_csv(tmp_path / "r.csv")
+    faults = [r[1] for r in rows]
+    stale = [i for i, f in enumerate(faults) if f]
+    assert stale and set(faults[i] for i in stale) == {"stale:joint_states"}
+    assert result.faulted_ticks == len(stale) and "last message" in result.first_fault
+    # 0.5 s gap, 0.2 s timeout, 40 ms ticks: stale from ~1.0 s until data returns at 1.3 s
+    t = column(header, rows, "t")
+    assert 0.95 < t[stale[0]] < 1.05 and 1.25 < t[stale[-1]] < 1.35 and len(stale) in (7, 8, 9)
+    cmd = column(header, rows, "command:slide")
+    assert (cmd[stale] == 0.0).all()  # the spec's safe command
+    assert np.isnan(column(header, rows, "action:slide")[stale]).all()
+    after = stale[-1] + 1  # soft start: 0.5 s ramp, rate limit 300/s -> at most 12 per tick
+    assert abs(cmd[after]) <= 3.0 * 0.04 / 0.5 + 1e-12
+
+
+def test_messages_that_do_not_fit_the_spec_are_counted_and_fault(model, bag, tmp_path):
+    def drop_hinge(topic, t, m):
+        if topic == "/joint_states" and START_NS + 1_000_000_000 <= t < START_NS + 1_100_000_000:
+            m = dataclasses.replace(m, name=["slider"], position=m.position[:1], velocity=m.velocity[:1], effort=m.effort[:1])
+        return m
+    _rewrite(bag.path, tmp_path / "bad", drop_hinge)
+    result = replay(tmp_path / "bad", policy(model), SPEC, csv=tmp_path / "r.csv")
+    reasons = {(t, r): n for (t, r), n in result.stats.skipped.items()}
+    assert reasons == {("/joint_states", "does not fit the spec: joint 'hinge' missing from JointState (has ['slider'])"): 50}
+    header, rows = read_csv(tmp_path / "r.csv")
+    assert {r[1] for r in rows} == {"", "invalid:joint_states"} and result.faulted_ticks >= 2
+
+
+def test_remap_start_offset_duration_and_header_time(model, tmp_path, capsys):
+    info = write_cartpole_bag(tmp_path / "ns", duration=2.0, joint_topic="/robot/joint_states")
+    assert main(["replay", str(info.path), "--model", str(model), "--no-progress"]) == 2
+    assert "no topic /joint_states (an observation topic of the spec); it has: /robot/joint_states" in capsys.readouterr().err
+    assert parse_remaps(["robot/joint_states:=joint_states"]) == {"/robot/joint_states": "/joint_states"}
+    with pytest.raises(BagError, match="not of the form"):
+        parse_remaps(["joint_states"])
+    opts = ReplayOptions(remap=parse_remaps(["/robot/joint_states:=joint_states"]), start_offset=0.5, duration=1.0)
+    result = replay(info.path, policy(model), SPEC, options=opts, out_bag=tmp_path / "o")
+    assert result.ticks == 25 and result.faulted_ticks == 0
+    with open_bag(tmp_path / "o") as b:
+        first = next(b.raw_messages()).log_time_ns
+    assert START_NS + 500_000_000 <= first < START_NS + 503_000_000
+    with pytest.raises(BagError, match="beyond the bag's end"):
+        replay(info.path, policy(model), SPEC, options=dataclasses.replace(opts, start_offset=5.0))
+    # header time: ticks fall on the sample stamps (the 2 ms grid), not on the jittered receive times
+    hdr = dataclasses.replace(opts, time_base="header")
+    replay(info.path, policy(model), SPEC, options=hdr, out_bag=tmp_path / "h")
+    with open_bag(tmp_path / "h") as b:
+        times = [m.log_time_ns for m in b.raw_messages()]
+    assert times[0] == START_NS + 500_000_000
+    assert np.diff(times).tolist() == [40_000_000] * (len(times) - 1)
+
+
+class _Crashing:
+    """A policy that fails mid-replay (a bug, not a StepError): nothing may be left behind."""
+
+    def __init__(self, inner, after):
+        self.inner, self.after, self.n = inner, after, 0
+
+    def reset(self):
+        self.inner.reset()
+
+    def step(self, obs, dt):
+        self.n += 1
+        if self.n > self.after:
+            raise RuntimeError("boom")
+        return self.inner.step(obs, dt)
+
+
+def test_failure_mid_replay_leaves_no_output_files(model, bag, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="boom"):
+        replay(bag.path, _Crashing(policy(model), 10), SPEC, out_bag=out / "bag", csv=out / "r.csv", plot=out / "r.png")
+    assert list(out.iterdir()) == []
+
+
+def test_cli_outputs_truncated_bag_and_default_policy(model, tmp_path, capsys):
+    info = write_cartpole_bag(tmp_path / "long", duration=30.0)
+    data = (info.path / "long.mcap").read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    assert main(["replay", str(cut), "--model", str(model), "--no-progress"]) == 2
+    assert "--recover" in capsys.readouterr().err
+    args = ["replay", str(cut), "--model", str(model), "--no-progress", "--recover", "--csv", str(tmp_path / "r.csv"),
+            "--plot", str(tmp_path / "r.png"), "--out", str(tmp_path / "o"), "--json", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "stopped at damage" in out and "RMSE" in out
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "o" / "metadata.yaml").exists()
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["damage"] and summary["ticks"] > 100 and summary["comparison"][0]["name"] == "slide"
+    # no --model: the robot's shipped policy
+    assert main(["replay", str(info.path), "--robot", "cartpole", "--duration", "0.5", "--no-progress"]) == 0
+    assert "policies/cartpole.onnx" in capsys.readouterr().out
+    assert main(["replay", str(info.path), "--no-progress"]) == 2
+    assert "give --robot" in capsys.readouterr().err
