@@ -1,7 +1,8 @@
 """ROS message codecs for the spec: message classes by type name, command messages out, commands back in.
 
 `CommandEncoder` builds the command message the spec names from a command vector, reusing one message
-object and one buffer (rclpy serialises on publish, so reuse is safe and saves an allocation per tick):
+object (rclpy serialises on publish, so reuse is safe). The generated setters copy an array.array
+they are given, so the sequence field is assigned every call (one small copy, no Python-level loop):
 
   std_msgs/Float64MultiArray   data = command, in spec.action.names order (ros2_control's
                                forward_command_controller takes exactly this)
@@ -71,8 +72,12 @@ class CommandEncoder:
                 setattr(getattr(self.msg, group), axis, float(v))
             return self.msg
         self._view[:] = command
-        if self.msg_type == JOINT_STATE and stamp_ns is not None:
-            self.msg.header.stamp = stamp_of(stamp_ns)
+        if self.msg_type == FLOAT64_ARRAY:
+            self.msg.data = self._buf
+        else:
+            self.msg.effort = self._buf
+            if stamp_ns is not None:
+                self.msg.header.stamp = stamp_of(stamp_ns)
         return self.msg
 
 
