@@ -3,6 +3,7 @@ controller node in its own process (started as `controller`, the console script 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,16 @@ def test_non_finite_policy_output_gives_safe_command_reset_and_error(tmp_path, p
         node.wait_for_output(r"safe command: policy step failed: .*non-finite", 5.0)
         assert node.alive()
     assert all(np.isfinite(m.data).all() for _, m in cmds.snapshot())
+
+
+@pytest.mark.parametrize("params", sorted((Path(__file__).resolve().parents[1] / "config").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_robot_params_file_configures_and_activates(tmp_path, params):
+    from liquid_control.core.spec import load_spec
+
+    model = make_artifact(tmp_path / "m.onnx", spec=load_spec(params.stem))
+    argv = console_script("liquid-control", "run", "--params", str(params), "--model", str(model))
+    with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        node.wait_for_output(rf"configured: robot '{params.stem}'", 30.0)
+        node.wait_for_output(r"active: commanding", 10.0)
+        assert node.stop() == 0
