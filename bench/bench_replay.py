@@ -1,0 +1,192 @@
+"""Offline bag replay throughput and memory, beside its own parts as baselines, in one run.
+
+    liquid-control bench replay [--json PATH] [--rounds N] [--long-minutes M] [--quick]
+    python bench/bench_replay.py  [same]
+
+Bags: synthetic cart-pole recordings (bags/synth.py): /joint_states at 500 Hz and the recorded
+commands at 25 Hz, 60 s long, in MCAP and in sqlite3; plus a 1-minute and an M-minute (default 10) MCAP
+bag for memory. Policy: a 64-unit CfC (backbone 1 x 128, random parameters), stepped at 500 Hz on the
+numpy backend.
+
+Rows (timed in interleaved rounds, best round reported; x real time = bag seconds / wall seconds):
+  replay              `liquid_control.bags.replay.replay` end to end: open, read, decode, assemble,
+                      policy step, command pipeline, RMSE vs recorded commands (no output files)
+  rosbags read+deser  baseline: rosbags' Reader + Typestore.deserialize_cdr over the same topics, nothing else
+  policy steps alone  baseline: the same number of Policy.step calls on a fixed observation, nothing else
+Memory (each in a fresh child process): peak traced Python allocations (tracemalloc) and peak RSS of a
+replay of the 1-minute and the M-minute bag; "flat" means the long bag does not need more.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+RATE_HZ = 500.0
+UNITS = 64
+GOAL_X = 50.0
+
+
+def _spec():
+    from liquid_control.core.spec import load_spec
+
+    return dataclasses.replace(load_spec("cartpole"), rate_hz=RATE_HZ)
+
+
+def _model(folder: Path) -> Path:
+    from liquid_control.core.artifact import write_artifact
+    from liquid_control.core.random_params import cfc_cfg, random_params
+
+    spec = _spec()
+    cfg = cfc_cfg(spec.obs_size, UNITS, spec.action_size)
+    return write_artifact(folder / "cfc64.onnx", cfg, random_params(cfg, 0), spec=spec)
+
+
+def _replay_once(bag: Path, model: Path) -> tuple[float, float, int]:
+    from liquid_control.bags.replay import replay
+    from liquid_control.core.policy import Policy
+
+    spec = _spec()
+    policy = Policy.load(model, spec=spec)
+    t = time.perf_counter()
+    result = replay(bag, policy, spec)
+    return time.perf_counter() - t, result.span, result.ticks
+
+
+def _rosbags_once(bag: Path) -> tuple[float, int]:
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    t = time.perf_counter()
+    ts = get_typestore(Stores.ROS2_KILTED)
+    n = 0
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic in ("/joint_states", "/effort_controller/commands")]
+        for conn, _, data in reader.messages(connections=conns):
+            ts.deserialize_cdr(data, conn.msgtype)
+            n += 1
+    return time.perf_counter() - t, n
+
+
+def _steps_once(model: Path, steps: int) -> float:
+    import numpy as np
+
+    from liquid_control.core.policy import Policy
+
+    policy = Policy.load(model)
+    obs = np.array([0.1, -0.05, 0.2, 0.01], np.float32)
+    step = policy.step
+    t = time.perf_counter()
+    for _ in range(steps):
+        step(obs, 0.002)
+    return time.perf_counter() - t
+
+
+def _child_memory(bag: Path, model: Path) -> dict:
+    """Runs in a fresh process: replay once under tracemalloc; report its peak and the peak RSS."""
+    import tracemalloc
+
+    from liquid_control.bags.replay import replay
+    from liquid_control.core.policy import Policy
+
+    spec = _spec()
+    policy = Policy.load(model, spec=spec)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    result = replay(bag, policy, spec)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"bag_seconds": result.span, "ticks": result.ticks, "traced_peak_mib": peak / 2**20,
+            "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_replay_mib": rss_before / 1024}
+
+
+def _memory(bag: Path, model: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child-memory", str(bag), str(model)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="liquid-control bench replay", description=__doc__.splitlines()[0])
+    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "replay.json", help="JSON output")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best is reported)")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the timed bags")
+    p.add_argument("--long-minutes", type=float, default=10.0, help="length of the long bag for the memory check")
+    p.add_argument("--quick", action="store_true", help="10 s bags, 1 round, 2-minute long bag (smoke run)")
+    p.add_argument("--child-memory", nargs=2, metavar=("BAG", "MODEL"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child_memory:
+        print(json.dumps(_child_memory(Path(args.child_memory[0]), Path(args.child_memory[1]))))
+        return 0
+    if args.quick:
+        args.seconds, args.rounds, args.long_minutes = 10.0, 1, 2.0
+
+    from liquid_control.bags.synth import write_cartpole_bag
+
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
+        tmp = Path(tmp)
+        model = _model(tmp)
+        print(f"writing bags: {args.seconds:g} s x 2 storages, 1 min and {args.long_minutes:g} min (500 Hz JointState)",
+              file=sys.stderr)
+        bags = {st: write_cartpole_bag(tmp / f"bag_{st}", duration=args.seconds, storage=st).path for st in ("mcap", "sqlite3")}
+        steps = int(round(args.seconds * RATE_HZ))
+        rows: dict[str, list[float]] = {}
+        spans: dict[str, float] = {}
+        for _ in range(max(1, args.rounds)):  # interleaved: load changes hit every row alike
+            for st, bag in bags.items():
+                wall, span, ticks = _replay_once(bag, model)
+                rows.setdefault(f"replay ({st})", []).append(wall)
+                spans[f"replay ({st})"] = span
+                wall, _ = _rosbags_once(bag)
+                rows.setdefault(f"rosbags read+deser ({st})", []).append(wall)
+                spans[f"rosbags read+deser ({st})"] = args.seconds
+            rows.setdefault("policy steps alone", []).append(_steps_once(model, steps))
+            spans["policy steps alone"] = steps / RATE_HZ
+        short = write_cartpole_bag(tmp / "mem_1min", duration=60.0).path
+        long = write_cartpole_bag(tmp / "mem_long", duration=60.0 * args.long_minutes).path
+        mem = {"1 min": _memory(short, model), f"{args.long_minutes:g} min": _memory(long, model)}
+
+    table = []
+    for name, walls in rows.items():
+        best = min(walls)
+        table.append({"name": name, "wall_s": best, "bag_s": spans[name], "x_real_time": spans[name] / best,
+                      "per_tick_us": best / steps * 1e6, "rounds": walls})
+    print(f"\noffline replay: cart-pole JointState at 500 Hz, {UNITS}-unit CfC stepped at {RATE_HZ:g} Hz, "
+          f"{args.seconds:g} s bags, best of {args.rounds} rounds")
+    print(f"{'':28s} {'wall s':>8s} {'x real time':>12s} {'us / tick':>10s}")
+    for r in table:
+        print(f"{r['name']:28s} {r['wall_s']:8.3f} {r['x_real_time']:12.1f} {r['per_tick_us']:10.1f}")
+    print(f"goal: replay >= {GOAL_X:g}x real time")
+    print(f"\nmemory (fresh process per bag, replay without output files)")
+    print(f"{'bag':10s} {'ticks':>8s} {'traced peak MiB':>16s} {'RSS peak MiB':>13s} {'RSS before MiB':>15s}")
+    for k, m in mem.items():
+        print(f"{k:10s} {m['ticks']:8d} {m['traced_peak_mib']:16.2f} {m['rss_peak_mib']:13.1f} {m['rss_before_replay_mib']:15.1f}")
+    keys = list(mem)
+    growth = mem[keys[1]]["rss_peak_mib"] - mem[keys[0]]["rss_peak_mib"]
+    print(f"RSS growth from {keys[0]} to {keys[1]}: {growth:+.1f} MiB; traced peak "
+          f"{mem[keys[0]]['traced_peak_mib']:.2f} -> {mem[keys[1]]['traced_peak_mib']:.2f} MiB")
+    out = {"benchmark": "replay", "rate_hz": RATE_HZ, "units": UNITS, "bag_seconds": args.seconds,
+           "rounds": args.rounds, "goal_x_real_time": GOAL_X, "rows": table, "memory": mem,
+           "rss_growth_mib": growth, "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                                  "platform": platform.platform()}}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
