@@ -254,7 +254,8 @@ class LTC(_Recurrent):
                  input_mapping: Optional[str] = "affine", output_mapping: Optional[str] = "affine"):
         super().__init__()
         if input_mapping not in _MAPPINGS or output_mapping not in _MAPPINGS:
-            raise ValueError(f"input/output mapping must be one of {_MAPPINGS}, got {input_mapping!r}/{output_mapping!r}")
+            raise ValueError(f"input/output mapping must be one of {_MAPPINGS}, "
+                             f"got {input_mapping!r}/{output_mapping!r}")
         if int(ode_unfolds) < 1:
             raise ValueError(f"ode_unfolds must be >= 1, got {ode_unfolds}")
         wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
@@ -371,7 +372,8 @@ def to_params(module: Union[CfC, LTC], obs_mean: Any = None,
                     params[f"cfc{l}.ff1.W"], params[f"cfc{l}.ff1.b"] = _np(layer.head_weight()), _np(layer.heads.bias)
                     params[f"cfc{l}.w_tau"], params[f"cfc{l}.A"] = _np(layer.w_tau.abs()), _np(layer.A)
                 else:
-                    params[f"cfc{l}.heads.W"], params[f"cfc{l}.heads.b"] = _np(layer.head_weight()), _np(layer.heads.bias)
+                    params[f"cfc{l}.heads.W"] = _np(layer.head_weight())
+                    params[f"cfc{l}.heads.b"] = _np(layer.heads.bias)
                 specs.append({"size": int(layer.size), "backbone": len(bb)})
             cfg["cell"] = "cfc"
             cfg["cfc"] = {"mode": module.mode, "activation": module.layers[0].activation, "layers": specs}
