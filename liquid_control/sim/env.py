@@ -211,6 +211,32 @@ class SpecEnv(gym.Env):
             self._renderer = None
 
     # ---- for the sim bridge and tests --------------------------------------------------------------
+    def apply_command(self, command) -> bool:
+        """Hold `command` (actuator units, spec order, as the controller sends it) from now on.
+
+        The spec's limits clamp it as a motor driver would. A wrong-sized or non-finite command is ignored
+        (throttled warning) and the last valid one kept; returns whether it was taken.
+        """
+        try:
+            c = np.asarray(command, dtype=np.float64)
+        except (TypeError, ValueError):
+            c = None
+        if c is None or c.size != self._n_act or not np.isfinite(c).all():
+            self._reject(command, what="a command")
+            return False
+        np.clip(c.reshape(self._n_act), self._lower, self._upper, out=self._command)
+        self._write_ctrl()
+        return True
+
+    def advance(self, dt: float) -> float:
+        """Simulate `dt` seconds (whole timesteps) with the held command; returns the time simulated.
+
+        No reward or termination: the sim bridge's clock, not an episode, decides what happens next.
+        """
+        nsub = substeps_for(dt, self.timestep)
+        mujoco.mj_step(self.model, self.data, nsub)
+        return nsub * self.timestep
+
     def sim_state_observation(self) -> np.ndarray:
         """The spec's observation for MuJoCo's current state (after any external change to data)."""
         self.reader.refresh()
@@ -223,7 +249,7 @@ class SpecEnv(gym.Env):
 
     @property
     def actions_ignored(self) -> int:
-        """How many actions were rejected (wrong size or non-finite) since construction."""
+        """How many actions or commands were rejected (wrong size or non-finite) since construction."""
         return self._rejected
 
     # ---- internals ---------------------------------------------------------------------------------
@@ -260,14 +286,14 @@ class SpecEnv(gym.Env):
         else:
             self._ctrl[self._act_ids] = self._command
 
-    def _reject(self, action) -> None:
+    def _reject(self, action, what: str = "an action") -> None:
         self._rejected += 1
         now = time.monotonic()
         if now - self._last_warn >= WARN_INTERVAL_S:
             self._last_warn = now
             shape = getattr(np.asarray(action, dtype=object), "shape", "?")
-            log.warning("%s: ignored an action of shape %s (expected %d finite values); holding the last "
-                        "command %s (%d ignored so far)", self.robot_spec.name, shape, self._n_act,
+            log.warning("%s: ignored %s of shape %s (expected %d finite values); holding the last "
+                        "command %s (%d ignored so far)", self.robot_spec.name, what, shape, self._n_act,
                         np.array2string(self._command, precision=3), self._rejected)
 
 

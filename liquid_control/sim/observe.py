@@ -170,3 +170,60 @@ def observation(model: mujoco.MjModel, data: mujoco.MjData, spec: RobotSpec) -> 
     reader = ObsReader(model, data, spec)
     reader.refresh()
     return reader.observe()
+
+
+class TopicReader:
+    """Every value one sensor topic's message carries, read from MuJoCo (for the sim bridge).
+
+    A message carries whole fields even where the spec uses a few elements (an Imu orientation is all
+    four quaternion components; a JointState has position, velocity and effort of each joint the spec
+    names on that topic), so what a controller assembles from it equals ObsReader's vector.
+    """
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, spec: RobotSpec, topic: str):
+        entries = [e for e in spec.observation if e.topic == topic]
+        if not entries:
+            raise SpecError(f"the spec has no observation on topic {topic!r}")
+        types = {e.msg_type for e in entries}
+        if len(types) > 1:
+            raise SpecError(f"topic {topic!r} carries one message type, the spec gives {sorted(types)}")
+        self.topic, self.msg_type = topic, entries[0].msg_type
+        where = f"topic {topic!r}"
+        # field -> (source, flat indices) for all of the field's elements
+        fields: dict[str, list[tuple[str, int]]] = {}
+        if self.msg_type == JOINT_STATE:
+            self.joints = tuple(dict.fromkeys(j for e in entries for j in e.names))
+            for fld in _FIELD_DIM_1:
+                full = ObsEntry(topic, JOINT_STATE, fld, self.joints, (1.0,) * len(self.joints), (0.0,) * len(self.joints))
+                fields[fld] = _entry_sources(model, full, where)
+        else:
+            self.joints = ()
+            from liquid_control.core.spec import OBS_FIELDS
+
+            for e in entries:
+                axes = OBS_FIELDS[e.msg_type][e.field]
+                if axes is None:  # Float64MultiArray: the whole sensor
+                    sensor = str((e.sim or {}).get("sensor", ""))
+                    sid = _id(model, mujoco.mjtObj.mjOBJ_SENSOR, sensor, "sensor", where)
+                    axes = tuple(str(k) for k in range(int(model.sensor_dim[sid])))
+                full = ObsEntry(topic, e.msg_type, e.field, tuple(axes), (1.0,) * len(axes), (0.0,) * len(axes), e.sim)
+                sources = _entry_sources(model, full, f"{where} ({e.label})")
+                if e.field in fields and fields[e.field] != sources:
+                    raise SpecError(f"{where}: field {e.field!r} is read from two different MuJoCo sources")
+                fields[e.field] = sources
+        self._fields = {f: (getattr(data, src[0][0]).reshape(-1), np.asarray([i for _s, i in src], dtype=np.intp))
+                        for f, src in fields.items()}
+        for f, src in fields.items():
+            if len({s for s, _i in src}) != 1:  # one field, one MuJoCo array (true for every mapping above)
+                raise SpecError(f"{where}: field {f!r} mixes MuJoCo sources")
+        sources = {s for src in fields.values() for s, _i in src}
+        self.needs_forward = bool(sources & _NEEDS_FORWARD)
+        self.needs_kinematics = bool(sources & _NEEDS_KINEMATICS)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self._fields)
+
+    def read(self) -> dict[str, np.ndarray]:
+        """field -> raw values (copies), in message order: joints, or the field's axes (quaternion x, y, z, w)."""
+        return {f: flat[idx] for f, (flat, idx) in self._fields.items()}

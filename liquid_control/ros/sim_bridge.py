@@ -1,0 +1,407 @@
+"""The sim bridge node: MuJoCo behind the robot's ROS interface, as the spec describes it.
+
+    ros2 run liquid_control sim_bridge --ros-args -p robot:=cartpole -p mode:=lockstep
+    liquid-control sim --robot cartpole --mode lockstep
+
+It publishes each sensor topic of the spec from MuJoCo state (stamped JointState with position, velocity
+and effort of the spec's joints; Imu from gyro / accelerometer / framequat sensors; PointStamped goals),
+subscribes to the command topic (Float64MultiArray, JointState efforts or Twist, decoded by
+liquid_control.ros.messages) and applies it to the actuators. The values come from the same readers as
+the Gymnasium env's observation (liquid_control.sim.observe), so a controller assembling its vector
+from these messages sees exactly what the policy saw in training.
+
+Clocks:
+  realtime  steps MuJoCo one period per tick, paced by the wall clock against absolute deadlines;
+            messages are stamped with the node's clock.
+  lockstep  publishes /clock. Each tick: publish the sensors and then /clock (t), wait for the command
+            that answers it, apply it, advance one period. Until the first command arrives the clock
+            runs (short waits) but the physics is frozen ("pre-roll"), so the controller starting late
+            changes nothing: the run is a deterministic function of the seed and the commands. A command
+            that does not come within lockstep_timeout (wall seconds) is counted and the last one held.
+
+Bad commands (wrong size, non-finite, a JointState lacking an actuator) are ignored with a throttled
+warning and the last valid command is held, as a motor driver would; MuJoCo never sees a NaN.
+Services: ~/reset (std_srvs/Trigger) draws a new initial state from the task (time keeps running).
+Disturbances: push_period > 0 pushes push_body with +-push_force newtons along x for one period.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from liquid_control.core.errors import LiquidControlError, SpecError
+from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
+from liquid_control.ros.messages import decode_command, message_class, stamp_of
+from liquid_control.ros.qos import COMMAND_QOS
+
+NODE_NAME = "sim_bridge"
+MODES = ("realtime", "lockstep")
+PREROLL_WAIT_S = 0.02  # wall wait per pre-roll tick, before the controller's first command
+
+# Reliable publishers match both reliable and best-effort subscribers (the controller's are best effort);
+# depth 10 so that a recorder sees every sample.
+SENSOR_PUB_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.VOLATILE)
+CLOCK_QOS = SENSOR_PUB_QOS
+
+
+@dataclass
+class BridgeStats:
+    sim_time: float = 0.0  # physics seconds simulated
+    wall_time: float = 0.0
+    ticks: int = 0
+    preroll_ticks: int = 0
+    commands: int = 0
+    commands_ignored: int = 0
+    command_timeouts: int = 0
+    overruns: int = 0  # realtime: ticks that came a whole period late
+    pushes: int = 0
+    resets: int = 0
+    trace: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.sim_time / self.wall_time if self.wall_time > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "trace"}
+        out["real_time_factor"] = self.real_time_factor
+        return out
+
+
+class _MessageFiller:
+    """Fills one reusable message of a topic's type from a TopicReader's values."""
+
+    def __init__(self, reader, spec: RobotSpec):
+        self.reader = reader
+        self.msg_class = message_class(reader.msg_type)
+        self.msg = self.msg_class()
+        t = reader.msg_type
+        if t == JOINT_STATE:
+            self.msg.name = list(reader.joints)
+        elif t == IMU:
+            self.msg.header.frame_id = str(spec.sim.get("imu_frame", "imu"))
+            # REP 145 / sensor_msgs: covariance[0] = -1 marks a field the IMU does not provide.
+            for fld, cov in (("orientation", "orientation_covariance"),
+                             ("angular_velocity", "angular_velocity_covariance"),
+                             ("linear_acceleration", "linear_acceleration_covariance")):
+                if fld not in reader.fields:
+                    c = getattr(self.msg, cov)
+                    c[0] = -1.0
+        elif t == POINT_STAMPED:
+            self.msg.header.frame_id = str(spec.sim.get("world_frame", "world"))
+        self.msg_type = t
+
+    def fill(self, stamp_ns: int) -> Any:
+        values = self.reader.read()
+        msg = self.msg
+        if hasattr(msg, "header"):
+            msg.header.stamp = stamp_of(stamp_ns)
+        if self.msg_type == JOINT_STATE:
+            msg.position = values["position"].tolist()
+            msg.velocity = values["velocity"].tolist()
+            msg.effort = values["effort"].tolist()
+            return msg
+        if self.msg_type == "std_msgs/msg/Float64MultiArray":
+            msg.data = values["data"].tolist()
+            return msg
+        for fld, vals in values.items():
+            obj = msg
+            for part in fld.split("."):
+                obj = getattr(obj, part)
+            axes = ("x", "y", "z", "w") if fld == "orientation" else ("x", "y", "z")
+            for axis, v in zip(axes, vals.tolist()):
+                setattr(obj, axis, v)
+        return msg
+
+
+class SimBridge(Node):
+    """MuJoCo + the spec's topics. Call run() (blocking) after spinning the node in an executor thread."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(NODE_NAME, **kwargs)
+        p = self.declare_parameter
+        p("robot", "cartpole")
+        p("mode", "realtime")
+        p("rate_hz", 0.0)  # 0: the spec's control rate
+        p("timestep", 0.0)  # 0: the MJCF's
+        p("seed", 0)
+        p("duration", 0.0)  # seconds (sim time in lockstep, wall time in realtime); 0: until stopped
+        p("lockstep_timeout", 2.0)
+        p("push_period", 0.0)
+        p("push_force", 0.0)
+        p("push_body", "")
+        p("wait_for_controller", 10.0)  # lockstep: wall seconds to wait for the command publisher
+        p("summary", "")  # path: write a JSON summary (and state trace) when the run ends
+        g = lambda name: self.get_parameter(name).value  # noqa: E731
+
+        self.mode = str(g("mode"))
+        if self.mode not in MODES:
+            raise LiquidControlError(f"mode must be one of {MODES}, got {self.mode!r}")
+        from liquid_control.sim.env import SpecEnv
+        from liquid_control.sim.observe import TopicReader
+
+        self.spec = load_spec(str(g("robot")))
+        rate = float(g("rate_hz")) or self.spec.rate_hz
+        if not 1.0 <= rate <= 10000.0:
+            raise LiquidControlError(f"rate_hz must lie in 1..10000, got {rate}")
+        timestep = float(g("timestep")) or None
+        # The env's own check (control period = whole timesteps) applies to the spec's rate; the bridge's
+        # rate may differ, so it is checked here against the model's step.
+        self.env = SpecEnv(self.spec, timestep=timestep)
+        self.period_ns = int(round(1e9 / rate))
+        self.period = self.period_ns * 1e-9
+        n = self.period / self.env.timestep
+        if abs(n - round(n)) > 1e-6 or round(n) < 1:
+            raise LiquidControlError(f"the period {self.period:g} s is not a whole number of MuJoCo timesteps "
+                                     f"({self.env.timestep:g} s); set timestep")
+        self.seed = int(g("seed"))
+        self.duration = float(g("duration"))
+        self.lockstep_timeout = float(g("lockstep_timeout"))
+        self.wait_for_controller = float(g("wait_for_controller"))
+        self.summary_path = str(g("summary"))
+        self.push_period, self.push_force = float(g("push_period")), float(g("push_force"))
+        self._push_body = -1
+        if self.push_period > 0:
+            import mujoco
+
+            name = str(g("push_body")) or str(self.spec.sim.get("push_body", ""))
+            bid = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_BODY, name) if name else self.env.model.nbody - 1
+            if bid < 0:
+                raise SpecError(f"push_body: the MuJoCo model has no body named {name!r}")
+            self._push_body = bid
+        self._push_rng = np.random.default_rng([self.seed, 1])
+        self._next_push = self.push_period
+
+        self.readers = [TopicReader(self.env.model, self.env.data, self.spec, t) for t in self.spec.topics]
+        self._needs_forward = any(r.needs_forward for r in self.readers)
+        self._needs_kinematics = any(r.needs_kinematics for r in self.readers)
+        self.fillers = [_MessageFiller(r, self.spec) for r in self.readers]
+        self.pubs = [self.create_publisher(f.msg_class, r.topic, SENSOR_PUB_QOS)
+                     for f, r in zip(self.fillers, self.readers)]
+        self.clock_pub = None
+        if self.mode == "lockstep":
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_msg = Clock()
+            self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
+        self.command_class = message_class(self.spec.action.msg_type)
+        self.create_subscription(self.command_class, self.spec.action.topic, self._on_command, COMMAND_QOS)
+        from std_srvs.srv import Trigger
+
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        self.stats = BridgeStats()
+        self._lock = threading.Lock()
+        self._cmd_event = threading.Event()
+        self._pending: np.ndarray | None = None  # newest valid command not yet applied
+        self._reset_requested = False
+        self._last_warn = -math.inf
+        self.stop = threading.Event()
+        self.env.reset(seed=self.seed)
+        self.get_logger().info(
+            f"{self.spec.name}: {self.mode}, {rate:g} Hz ({self.period * 1e3:g} ms, "
+            f"{int(round(n))} x {self.env.timestep:g} s), topics {list(self.spec.topics)} -> "
+            f"command {self.spec.action.topic} ({self.spec.action.msg_type})")
+
+    # ------------------------------------------------------------------------------- callbacks
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn >= 5.0:
+            self._last_warn = now
+            self.get_logger().warning(text)
+
+    def _on_command(self, msg: Any) -> None:
+        try:
+            cmd = decode_command(msg, self.spec.action)
+            if not np.isfinite(cmd).all():
+                raise SpecError(f"non-finite command {cmd.tolist()}")
+        except SpecError as exc:
+            with self._lock:
+                self.stats.commands_ignored += 1
+            self._warn(f"ignored a command ({exc}); holding the last one "
+                       f"({self.stats.commands_ignored} ignored so far)")
+            self._cmd_event.set()  # still an answer: lockstep advances, holding the last good command
+            return
+        with self._lock:
+            self._pending = cmd
+            self.stats.commands += 1
+        self._cmd_event.set()
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        with self._lock:
+            self._reset_requested = True
+        response.success, response.message = True, "the simulation resets before the next step"
+        return response
+
+    # ------------------------------------------------------------------------------- the loop
+    def _take_command(self) -> bool:
+        with self._lock:
+            cmd, self._pending = self._pending, None
+            self._cmd_event.clear()
+            reset, self._reset_requested = self._reset_requested, False
+        if reset:
+            self.stats.resets += 1
+            self.env.reset()
+            self.get_logger().info("~/reset: new initial state")
+        if cmd is None:
+            return False
+        self.env.apply_command(cmd)
+        return True
+
+    def _advance(self) -> None:
+        data = self.env.data
+        push = self._push_body >= 0 and self.stats.sim_time >= self._next_push - 1e-9
+        if push:  # one period of force along x, random sign
+            data.xfrc_applied[self._push_body, 0] = self.push_force * (1 if self._push_rng.random() < 0.5 else -1)
+            self._next_push += self.push_period
+            self.stats.pushes += 1
+        self.stats.sim_time += self.env.advance(self.period)
+        if push:
+            data.xfrc_applied[self._push_body, :] = 0.0
+        self.stats.ticks += 1
+
+    def _publish(self, stamp_ns: int) -> None:
+        import mujoco
+
+        if self._needs_forward:
+            mujoco.mj_forward(self.env.model, self.env.data)
+        elif self._needs_kinematics:
+            mujoco.mj_kinematics(self.env.model, self.env.data)
+        for filler, pub in zip(self.fillers, self.pubs):
+            pub.publish(filler.fill(stamp_ns))
+        if self.summary_path:
+            self._record()
+
+    def _record(self) -> None:
+        trace = self.stats.trace
+        trace.setdefault("t", []).append(self.stats.sim_time)
+        trace.setdefault("qpos", []).append(self.env.data.qpos.tolist())
+        trace.setdefault("command", []).append(self.env.command.tolist())
+
+    def run(self) -> BridgeStats:
+        wall0 = time.monotonic()
+        try:
+            if self.mode == "lockstep":
+                self._run_lockstep()
+            else:
+                self._run_realtime()
+        finally:
+            self.stats.wall_time = time.monotonic() - wall0
+            self.get_logger().info(
+                f"done: {self.stats.sim_time:.2f} s simulated in {self.stats.wall_time:.2f} s wall "
+                f"(x{self.stats.real_time_factor:.1f}), {self.stats.commands} commands, "
+                f"{self.stats.command_timeouts} timeouts, {self.stats.commands_ignored} ignored")
+            if self.summary_path:
+                path = Path(self.summary_path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"robot": self.spec.name, "mode": self.mode, "period": self.period,
+                                            **self.stats.summary(), "trace": self.stats.trace}) + "\n")
+        return self.stats
+
+    def _done(self, elapsed: float) -> bool:
+        return self.stop.is_set() or not rclpy.ok() or (self.duration > 0 and elapsed >= self.duration - 1e-9)
+
+    def _run_realtime(self) -> None:
+        clock = self.get_clock()
+        mono = time.monotonic
+        start = mono()
+        self._publish(clock.now().nanoseconds)
+        deadline = start + self.period
+        while not self._done(mono() - start):
+            delay = deadline - mono()
+            if delay > 0:
+                if self.stop.wait(delay):
+                    break
+            late = mono() - deadline
+            if late >= self.period:  # skip whole missed periods (the sim falls behind the wall clock)
+                missed = int(late // self.period)
+                self.stats.overruns += missed
+                deadline += missed * self.period
+            self._take_command()
+            self._advance()
+            self._publish(clock.now().nanoseconds)
+            deadline += self.period
+
+    def _run_lockstep(self) -> None:
+        # Wait (bounded) until a controller is there to answer: its command publisher is matched.
+        t0 = time.monotonic()
+        while (self.wait_for_controller > 0 and self.count_publishers(self.spec.action.topic) == 0
+               and not self.stop.is_set() and time.monotonic() - t0 < self.wait_for_controller):
+            time.sleep(0.01)
+        clock_ns = self.period_ns  # the controller ignores a zero /clock
+        started = False
+        while not self._done(self.stats.sim_time):
+            self._publish(clock_ns)
+            self._clock_msg.clock = stamp_of(clock_ns)
+            self.clock_pub.publish(self._clock_msg)
+            answered = self._cmd_event.wait(self.lockstep_timeout if started else PREROLL_WAIT_S)
+            if self.stop.is_set():
+                break
+            self._take_command()
+            if answered:
+                started = True
+            elif started:
+                self.stats.command_timeouts += 1
+                self._warn(f"no command within {self.lockstep_timeout:g} s of /clock "
+                           f"{clock_ns * 1e-9:.3f}; holding the last one")
+            if started:
+                self._advance()
+            else:
+                self.stats.preroll_ticks += 1
+            clock_ns += self.period_ns
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run liquid_control sim_bridge` and `liquid-control sim`."""
+    import signal
+
+    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = SimBridge()
+    except (InvalidParameterValueException, LiquidControlError) as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop.set())
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor, node.stop), daemon=True)
+    spinner.start()
+    try:
+        node.run()
+    finally:
+        node.stop.set()
+        spinner.join(timeout=2.0)
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.05)
+    except ExternalShutdownException:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

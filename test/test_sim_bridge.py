@@ -1,0 +1,157 @@
+"""The sim bridge: its messages give the env's observation; over real DDS it steps in lockstep, ignores bad
+commands, resets on request, and closes the loop with the real controller node and the shipped policy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liquid_control.core.observation import ObservationAssembler
+from liquid_control.core.resources import share_dir
+from liquid_control.sim.env import SpecEnv
+from liquid_control.sim.observe import TopicReader
+
+ROBOTS = ["cartpole", "cartpole_novel", "cartpole_imu", "reacher"]
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_messages_assemble_to_the_env_observation(robot):
+    """Parity: for the same MuJoCo state, the controller's assembler on the bridge's messages = env obs."""
+    from liquid_control.ros.sim_bridge import _MessageFiller
+
+    env = SpecEnv(robot)
+    env.reset(seed=3)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    assembler = ObservationAssembler(env.robot_spec)
+    for topic in env.robot_spec.topics:
+        filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+        assert assembler.update(topic, filler.fill(1_000), 1.0) is None
+    obs, fault = assembler.assemble(1.0)
+    assert fault is None
+    np.testing.assert_array_equal(obs, env.sim_state_observation())
+    assert np.any(obs != 0)
+
+
+def test_imu_message_is_complete_and_marks_missing_fields():
+    from liquid_control.ros.sim_bridge import _MessageFiller
+
+    env = SpecEnv("cartpole_imu")
+    env.reset(options={"qpos": [0.0, 0.3], "qvel": [0.0, 0.7]})
+    msg = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, "imu"), env.robot_spec).fill(5)
+    q = msg.orientation
+    np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, np.sin(0.15), 0, np.cos(0.15)], atol=1e-12)
+    assert msg.angular_velocity.y == pytest.approx(0.7)
+    assert msg.linear_acceleration_covariance[0] == -1.0  # not provided by this spec
+    assert msg.orientation_covariance[0] == 0.0 and msg.header.frame_id == "imu"
+
+
+# ------------------------------------------------------------------------------------ over DDS
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "liquid_control.cli.main", *args], env=os.environ.copy(),
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def ros_node():
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("test_sim_bridge")
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def _spin_until(node, cond, timeout: float) -> bool:
+    import rclpy
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.02)
+        if cond():
+            return True
+    return cond()
+
+
+def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    summary = tmp_path / "summary.json"
+    bridge = _start(["sim", "--robot", "cartpole", "--mode", "lockstep", "--duration", "0.4",
+                     "--lockstep-timeout", "5", "--summary", str(summary)], tmp_path / "bridge.log")
+    try:
+        states, clocks = [], []
+        pub = ros_node.create_publisher(Float64MultiArray, "effort_controller/commands", 10)
+        ros_node.create_subscription(JointState, "joint_states", states.append, 10)
+        ros_node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
+        reset = ros_node.create_client(Trigger, "/sim_bridge/reset")
+        assert _spin_until(ros_node, lambda: len(clocks) > 0, 20), (tmp_path / "bridge.log").read_text()
+        # Answer each /clock with a command: good, NaN, wrong size, good ...; 10 periods of 0.04 s in all.
+        commands = [[1.0], [float("nan")], [1.0, 2.0]] + [[1.0]] * 12
+        answered = 0
+        while bridge.poll() is None and answered < len(commands):
+            n = len(clocks)
+            if answered == 4:
+                fut = reset.call_async(Trigger.Request())
+                assert _spin_until(ros_node, fut.done, 10) and fut.result().success
+            pub.publish(Float64MultiArray(data=commands[answered]))
+            answered += 1
+            _spin_until(ros_node, lambda: len(clocks) > n or bridge.poll() is not None, 10)
+        assert bridge.wait(timeout=20) == 0, (tmp_path / "bridge.log").read_text()
+    finally:
+        _stop(bridge)
+    result = json.loads(summary.read_text())
+    assert result["sim_time"] == pytest.approx(0.4)
+    assert result["ticks"] == 10 and result["command_timeouts"] == 0
+    assert result["commands_ignored"] == 2 and result["resets"] == 1
+    # /clock advanced by exactly one period per answered tick
+    steps = np.diff(clocks)
+    np.testing.assert_allclose(steps, 0.04, atol=1e-9)
+    # the held command was the last good one (3.0 N... in actuator units: 1.0), never NaN
+    cmds = np.array(result["trace"]["command"])
+    assert np.isfinite(cmds).all() and set(np.round(cmds[1:, 0], 9)) == {1.0}
+    assert np.isfinite(np.array(result["trace"]["qpos"])).all()
+    assert states and states[-1].name == ["slider", "hinge"] and len(states[-1].effort) == 2
+
+
+def test_closed_loop_with_the_controller_keeps_the_pole_up(tmp_path):
+    """Lockstep, real controller node under use_sim_time with the shipped policy: 20 s of sim time up."""
+    if not (share_dir() / "policies" / "cartpole.onnx").exists():
+        pytest.fail("the shipped policy policies/cartpole.onnx is missing")
+    summary = tmp_path / "summary.json"
+    controller = _start(["run", "--robot", "cartpole", "--use-sim-time"], tmp_path / "controller.log")
+    try:
+        bridge = _start(["sim", "--robot", "cartpole", "--mode", "lockstep", "--duration", "20",
+                         "--summary", str(summary)], tmp_path / "bridge.log")
+        try:
+            assert bridge.wait(timeout=120) == 0, (tmp_path / "bridge.log").read_text()
+        finally:
+            _stop(bridge)
+    finally:
+        _stop(controller)
+    result = json.loads(summary.read_text())
+    logs = (tmp_path / "bridge.log").read_text() + (tmp_path / "controller.log").read_text()
+    assert result["sim_time"] == pytest.approx(20.0) and result["commands"] >= 499, logs
+    assert result["command_timeouts"] == 0, logs
+    hinge = np.array(result["trace"]["qpos"])[:, 1]
+    assert np.abs(hinge).max() < 0.2, f"the pole fell: max |angle| {np.abs(hinge).max():.3f} rad\n{logs}"
