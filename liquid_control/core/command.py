@@ -121,8 +121,10 @@ class CommandPipeline:
             np.multiply(self.rate_limit, dt, out=self._hi)
             np.subtract(self._prev, self._hi, out=self._lo)
             self._hi += self._prev
-            np.clip(out, self._lo, self._hi, out=out)
-        np.clip(out, self.lower, self.upper, out=out)
+            np.maximum(out, self._lo, out=out)  # = np.clip (lo <= hi), at under half its per-call cost
+            np.minimum(out, self._hi, out=out)
+        np.maximum(out, self.lower, out=out)
+        np.minimum(out, self.upper, out=out)
         if not np.isfinite(out).all():  # e.g. inf - inf in the ramp: refuse rather than publish it
             return self.safe(), False
         self._prev[:] = out
