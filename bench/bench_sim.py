@@ -1,19 +1,27 @@
-"""Sim benchmark: env steps per second of each robot's spec-driven env, side by side with the matching
-Gymnasium v5 env in the same run (goal: >= 0.8x its raw speed).
+"""Sim benchmark.
+
+1. Env steps per second of each robot's spec-driven env, side by side with the matching Gymnasium v5 env
+   in the same run (goal: >= 0.8x its raw speed).
+2. The lockstep closed loop's real-time factor: sim bridge + controller node as separate processes over
+   ROS 2 (/clock, sensors, commands), cartpole with the shipped policy at --loop-rate Hz (goal: >= 5x real
+   time at 500 Hz), beside the same policy stepping the env in one process with no ROS (the ceiling).
 
 Both envs are made with gymnasium.make (same wrapper stack: TimeLimit, OrderEnforcing, env checker), get
 the same pre-drawn actions (the v5 env in its own units: action * spec scale) and are reset when an
 episode ends. The two are timed in alternating rounds and each reports its best round, which is what a
 noisy shared machine allows.
 
-    liquid-control bench sim [--steps N] [--rounds R] [--json PATH]
+    liquid-control bench sim [--steps N] [--rounds R] [--loop-rate HZ] [--loop-seconds S] [--json PATH]
     python bench/bench_sim.py --json bench/results/sim.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -36,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (default 3)")
     parser.add_argument("--robots", nargs="+", default=list(PAIRS), choices=list(PAIRS), metavar="ROBOT",
                         help=f"robots to measure (default all: {', '.join(PAIRS)})")
+    parser.add_argument("--loop-rate", type=float, default=500.0, help="closed-loop control rate, Hz (default 500)")
+    parser.add_argument("--loop-seconds", type=float, default=10.0, help="closed-loop sim seconds (default 10)")
+    parser.add_argument("--no-loop", action="store_true", help="skip the closed-loop (ROS) measurement")
     parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
 
 
@@ -74,6 +85,57 @@ def measure(robot: str, steps: int, rounds: int) -> dict:
             "rounds": {"ours": ours_sps, "baseline": base_sps}}
 
 
+def in_process_loop(rate: float, seconds: float) -> float:
+    """Real-time factor of the shipped cartpole policy stepping the env directly (no ROS): the ceiling."""
+    from liquid_control.core.policy import Policy
+    from liquid_control.core.resources import default_policy_path
+    from liquid_control.sim.env import SpecEnv
+
+    period = 1.0 / rate
+    env = SpecEnv("cartpole", timestep=min(0.02, period))
+    policy = Policy.load(default_policy_path("cartpole"))
+    obs, _ = env.reset(seed=0)
+    policy.reset()
+    steps = int(round(seconds * rate))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.set_next_dt(period)
+        obs, *_ = env.step(policy.step(obs, period))
+    return steps * period / (time.perf_counter() - t0)
+
+
+def ros_loop(rate: float, seconds: float) -> dict:
+    """Sim bridge (lockstep) + controller node as two processes; the bridge's summary gives the RTF."""
+    timestep = min(0.02, 1.0 / rate)
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "MUJOCO_GL": "osmesa",
+           "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(100 + os.getpid() % 60))}
+    cli = [sys.executable, "-m", "liquid_control.cli.main"]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.json"
+        logs = [open(Path(tmp) / n, "w+") for n in ("controller.log", "bridge.log")]
+        controller = subprocess.Popen([*cli, "run", "--robot", "cartpole", "--use-sim-time", "--rate", str(rate)],
+                                      env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+        try:
+            bridge = subprocess.run([*cli, "sim", "--robot", "cartpole", "--mode", "lockstep", "--rate", str(rate),
+                                     "--timestep", str(timestep), "--duration", str(seconds),
+                                     "--summary", str(summary)], env=env, stdout=logs[1],
+                                    stderr=subprocess.STDOUT, timeout=600)
+        finally:
+            controller.terminate()
+            try:
+                controller.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                controller.kill()
+        if bridge.returncode != 0 or not summary.exists():
+            for f in logs:
+                f.seek(0)
+            raise RuntimeError("closed loop failed:\n" + "".join(f.read() for f in logs))
+        result = json.loads(summary.read_text())
+    hinge = np.asarray(result.pop("trace")["qpos"])[:, 1]
+    result["max_abs_pole_angle"] = float(np.abs(hinge).max())
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     results = {}
     print(f"{'robot':<15} {'ours (steps/s)':>15} {'Gymnasium v5':>14} {'baseline env':<20} {'ratio':>6}")
@@ -83,11 +145,23 @@ def run(args: argparse.Namespace) -> int:
         flag = "" if r["ratio"] >= 0.8 else "  (< 0.8x goal)"
         print(f"{robot:<15} {r['steps_per_s']:>15,.0f} {r['baseline_steps_per_s']:>14,.0f} {r['baseline']:<20} "
               f"{r['ratio']:>5.2f}x{flag}")
+    loop = None
+    if not args.no_loop:
+        ceiling = in_process_loop(args.loop_rate, args.loop_seconds)
+        r = ros_loop(args.loop_rate, args.loop_seconds)
+        loop = {"rate_hz": args.loop_rate, "sim_seconds": args.loop_seconds, "real_time_factor": r["real_time_factor"],
+                "in_process_real_time_factor": ceiling, "bridge": r}
+        print(f"\nlockstep closed loop, cartpole at {args.loop_rate:g} Hz, {args.loop_seconds:g} s sim "
+              f"(bridge + controller processes over ROS 2):")
+        print(f"  real-time factor  x{r['real_time_factor']:.1f}{'' if r['real_time_factor'] >= 5 else '  (< 5x goal)'}"
+              f"   ({r['ticks']} ticks, {r['command_timeouts']} timeouts, max |pole angle| {r['max_abs_pole_angle']:.3f} rad)")
+        print(f"  same policy + env in one process, no ROS: x{ceiling:.0f}")
     if args.json is not None:
         import mujoco
         import gymnasium
 
         payload = {"benchmark": "sim", "steps": args.steps, "rounds": args.rounds, "results": results,
+                   "closed_loop": loop,
                    "machine": {"python": platform.python_version(), "platform": platform.platform(),
                                "mujoco": mujoco.__version__, "gymnasium": gymnasium.__version__},
                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -96,9 +96,10 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     from std_msgs.msg import Float64MultiArray
     from std_srvs.srv import Trigger
 
-    summary = tmp_path / "summary.json"
+    summary, bag = tmp_path / "summary.json", tmp_path / "run_bag"
     bridge = _start(["sim", "--robot", "cartpole", "--mode", "lockstep", "--duration", "0.4",
-                     "--lockstep-timeout", "5", "--summary", str(summary)], tmp_path / "bridge.log")
+                     "--lockstep-timeout", "5", "--summary", str(summary), "--record", str(bag)],
+                    tmp_path / "bridge.log")
     try:
         states, clocks = [], []
         pub = ros_node.create_publisher(Float64MultiArray, "effort_controller/commands", 10)
@@ -132,6 +133,14 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     assert np.isfinite(cmds).all() and set(np.round(cmds[1:, 0], 9)) == {1.0}
     assert np.isfinite(np.array(result["trace"]["qpos"])).all()
     assert states and states[-1].name == ["slider", "hinge"] and len(states[-1].effort) == 2
+    # --record: a rosbag2 of sensors, commands (bad ones too: they were received) and /clock, at sim time
+    from liquid_control.bags.io import BagReader
+
+    counts: dict[str, int] = {}
+    for m in BagReader(bag).messages():
+        counts[m.topic] = counts.get(m.topic, 0) + 1
+    assert counts["/joint_states"] == counts["/clock"] == result["ticks"] + 1 + result["preroll_ticks"]
+    assert counts["/effort_controller/commands"] >= 10
 
 
 def test_closed_loop_with_the_controller_keeps_the_pole_up(tmp_path):

@@ -6,6 +6,7 @@ only turns its options into ROS parameters.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run the MuJoCo sim bridge node for a robot"
 
@@ -18,13 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, metavar="HZ", help="step/sensor rate (default: the spec's)")
     parser.add_argument("--timestep", type=float, metavar="S", help="MuJoCo timestep (default: the MJCF's)")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
-                        help="stop after S seconds (sim time in lockstep, wall time in realtime); 0 = until Ctrl-C")
+                        help="stop after S seconds of sim time (= wall time in realtime); 0 = until Ctrl-C")
     parser.add_argument("--seed", type=int, default=0, help="initial-state seed (default 0)")
     parser.add_argument("--lockstep-timeout", type=float, metavar="S", help="wall seconds to wait for a command (default 2)")
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
     parser.add_argument("--push-force", type=float, metavar="N", help="push force in newtons (along x)")
     parser.add_argument("--push-body", metavar="BODY", help="MuJoCo body to push (default: the spec's or the last body)")
     parser.add_argument("--summary", metavar="JSON", help="write a run summary with the state trace here")
+    parser.add_argument("--record", metavar="BAG", help="write a rosbag2 (MCAP) of the run to this directory")
     parser.add_argument("ros_args", nargs=argparse.REMAINDER,
                         help="anything after -- goes to ROS as --ros-args (remaps, -p name:=value, ...)")
 
@@ -36,7 +38,8 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
               "lockstep_timeout": None if args.lockstep_timeout is None else float(args.lockstep_timeout),
               "push_period": None if args.push_period is None else float(args.push_period),
               "push_force": None if args.push_force is None else float(args.push_force),
-              "push_body": args.push_body, "summary": args.summary}
+              "push_body": args.push_body, "summary": args.summary,
+              "record": None if args.record is None else str(Path(args.record).resolve())}
     out = ["liquid-control-sim", "--ros-args"]
     for name, value in params.items():
         if value is not None:

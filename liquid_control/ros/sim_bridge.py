@@ -23,6 +23,8 @@ Bad commands (wrong size, non-finite, a JointState lacking an actuator) are igno
 warning and the last valid command is held, as a motor driver would; MuJoCo never sees a NaN.
 Services: ~/reset (std_srvs/Trigger) draws a new initial state from the task (time keeps running).
 Disturbances: push_period > 0 pushes push_body with +-push_force newtons along x for one period.
+Recording: record:=PATH writes a rosbag2 (MCAP) of the sensor messages, the commands received and /clock,
+logged at sim time (lockstep) or the node's clock (realtime).
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class BridgeStats:
     overruns: int = 0  # realtime: ticks that came a whole period late
     pushes: int = 0
     resets: int = 0
+    answer_wait: float = 0.0  # lockstep: wall seconds spent waiting for commands (the controller's share)
     trace: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -138,13 +141,14 @@ class SimBridge(Node):
         p("rate_hz", 0.0)  # 0: the spec's control rate
         p("timestep", 0.0)  # 0: the MJCF's
         p("seed", 0)
-        p("duration", 0.0)  # seconds (sim time in lockstep, wall time in realtime); 0: until stopped
+        p("duration", 0.0)  # sim seconds (realtime: paced to wall seconds); 0: until stopped
         p("lockstep_timeout", 2.0)
         p("push_period", 0.0)
         p("push_force", 0.0)
         p("push_body", "")
         p("wait_for_controller", 10.0)  # lockstep: wall seconds to wait for the command publisher
         p("summary", "")  # path: write a JSON summary (and state trace) when the run ends
+        p("record", "")  # path: a rosbag2 (MCAP) directory to write
         g = lambda name: self.get_parameter(name).value  # noqa: E731
 
         self.mode = str(g("mode"))
@@ -205,6 +209,10 @@ class SimBridge(Node):
 
         self.stats = BridgeStats()
         self._lock = threading.Lock()
+        self._bag = None
+        self._now_ns = 0  # the time messages are logged at in the bag
+        if str(g("record")):
+            self._open_bag(Path(str(g("record"))))
         self._cmd_event = threading.Event()
         self._pending: np.ndarray | None = None  # newest valid command not yet applied
         self._reset_requested = False
@@ -216,6 +224,22 @@ class SimBridge(Node):
             f"{int(round(n))} x {self.env.timestep:g} s), topics {list(self.spec.topics)} -> "
             f"command {self.spec.action.topic} ({self.spec.action.msg_type})")
 
+    def _open_bag(self, path: Path) -> None:
+        from liquid_control.bags.io import SENSOR_QOS as BAG_SENSOR_QOS, BagWriter
+
+        self._bag = BagWriter(path)
+        for filler, reader in zip(self.fillers, self.readers):
+            self._bag.add_topic(reader.topic, reader.msg_type, qos=(BAG_SENSOR_QOS,))
+        self._bag.add_topic(self.spec.action.topic, self.spec.action.msg_type)
+        if self.mode == "lockstep":
+            self._bag.add_topic("/clock", "rosgraph_msgs/msg/Clock")
+
+    def _bag_write(self, topic: str, msg: Any) -> None:
+        from rclpy.serialization import serialize_message
+
+        with self._lock:  # the command callback may run on the executor thread (realtime)
+            self._bag.write(topic, self._now_ns, serialize_message(msg))
+
     # ------------------------------------------------------------------------------- callbacks
     def _warn(self, text: str) -> None:
         now = time.monotonic()
@@ -224,6 +248,8 @@ class SimBridge(Node):
             self.get_logger().warning(text)
 
     def _on_command(self, msg: Any) -> None:
+        if self._bag is not None:
+            self._bag_write(self.spec.action.topic, msg)
         try:
             cmd = decode_command(msg, self.spec.action)
             if not np.isfinite(cmd).all():
@@ -280,8 +306,12 @@ class SimBridge(Node):
             mujoco.mj_forward(self.env.model, self.env.data)
         elif self._needs_kinematics:
             mujoco.mj_kinematics(self.env.model, self.env.data)
-        for filler, pub in zip(self.fillers, self.pubs):
-            pub.publish(filler.fill(stamp_ns))
+        self._now_ns = stamp_ns
+        for filler, pub, reader in zip(self.fillers, self.pubs, self.readers):
+            msg = filler.fill(stamp_ns)
+            pub.publish(msg)
+            if self._bag is not None:
+                self._bag_write(reader.topic, msg)
         if self.summary_path:
             self._record()
 
@@ -291,15 +321,26 @@ class SimBridge(Node):
         trace.setdefault("qpos", []).append(self.env.data.qpos.tolist())
         trace.setdefault("command", []).append(self.env.command.tolist())
 
-    def run(self) -> BridgeStats:
+    def run(self, executor: SingleThreadedExecutor) -> BridgeStats:
+        """Run until duration or stop. Realtime spins `executor` in a thread; lockstep spins it in this
+        thread between ticks (no thread hand-off on the command's path: the round trip is the cost)."""
         wall0 = time.monotonic()
+        spinner = None
         try:
             if self.mode == "lockstep":
-                self._run_lockstep()
+                self._run_lockstep(executor)
             else:
+                spinner = threading.Thread(target=_spin, args=(executor, self.stop), daemon=True)
+                spinner.start()
                 self._run_realtime()
         finally:
             self.stats.wall_time = time.monotonic() - wall0
+            self.stop.set()
+            if spinner is not None:
+                spinner.join(timeout=2.0)
+            if self._bag is not None:
+                path = self._bag.close()
+                self.get_logger().info(f"recorded {self._bag.count} messages to {path}")
             self.get_logger().info(
                 f"done: {self.stats.sim_time:.2f} s simulated in {self.stats.wall_time:.2f} s wall "
                 f"(x{self.stats.real_time_factor:.1f}), {self.stats.commands} commands, "
@@ -320,7 +361,7 @@ class SimBridge(Node):
         start = mono()
         self._publish(clock.now().nanoseconds)
         deadline = start + self.period
-        while not self._done(mono() - start):
+        while not self._done(self.stats.sim_time):
             delay = deadline - mono()
             if delay > 0:
                 if self.stop.wait(delay):
@@ -335,19 +376,31 @@ class SimBridge(Node):
             self._publish(clock.now().nanoseconds)
             deadline += self.period
 
-    def _run_lockstep(self) -> None:
+    def _wait_answer(self, executor: SingleThreadedExecutor, timeout: float) -> bool:
+        """Spin until a command (good or bad) arrives or `timeout` wall seconds pass."""
+        end = time.monotonic() + timeout
+        event = self._cmd_event
+        while not event.is_set() and not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            executor.spin_once(timeout_sec=min(left, 0.1))
+        return event.is_set()
+
+    def _run_lockstep(self, executor: SingleThreadedExecutor) -> None:
         # Wait (bounded) until a controller is there to answer: its command publisher is matched.
         t0 = time.monotonic()
         while (self.wait_for_controller > 0 and self.count_publishers(self.spec.action.topic) == 0
                and not self.stop.is_set() and time.monotonic() - t0 < self.wait_for_controller):
-            time.sleep(0.01)
+            executor.spin_once(timeout_sec=0.01)
         clock_ns = self.period_ns  # the controller ignores a zero /clock
         started = False
         while not self._done(self.stats.sim_time):
-            self._publish(clock_ns)
-            self._clock_msg.clock = stamp_of(clock_ns)
-            self.clock_pub.publish(self._clock_msg)
-            answered = self._cmd_event.wait(self.lockstep_timeout if started else PREROLL_WAIT_S)
+            self._publish_lockstep(clock_ns)
+            w0 = time.monotonic()
+            answered = self._wait_answer(executor, self.lockstep_timeout if started else PREROLL_WAIT_S)
+            if started:
+                self.stats.answer_wait += time.monotonic() - w0
             if self.stop.is_set():
                 break
             self._take_command()
@@ -362,6 +415,16 @@ class SimBridge(Node):
             else:
                 self.stats.preroll_ticks += 1
             clock_ns += self.period_ns
+        if not self.stop.is_set():  # the final state too, as realtime mode publishes after every step
+            self._publish_lockstep(clock_ns)
+
+    def _publish_lockstep(self, clock_ns: int) -> None:
+        """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there."""
+        self._publish(clock_ns)
+        self._clock_msg.clock = stamp_of(clock_ns)
+        self.clock_pub.publish(self._clock_msg)
+        if self._bag is not None:
+            self._bag_write("/clock", self._clock_msg)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -382,13 +445,12 @@ def main(args: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: node.stop.set())
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor, node.stop), daemon=True)
-    spinner.start()
     try:
-        node.run()
+        node.run(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     finally:
         node.stop.set()
-        spinner.join(timeout=2.0)
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
