@@ -164,3 +164,22 @@ def test_closed_loop_with_the_controller_keeps_the_pole_up(tmp_path):
     assert result["command_timeouts"] == 0, logs
     hinge = np.array(result["trace"]["qpos"])[:, 1]
     assert np.abs(hinge).max() < 0.2, f"the pole fell: max |angle| {np.abs(hinge).max():.3f} rad\n{logs}"
+
+
+def test_realtime_pushes_disturb_the_robot(tmp_path):
+    traces = {}
+    video = tmp_path / "pushed.gif"
+    for name, extra in (("calm", []),
+                        ("pushed", ["--push-period", "0.2", "--push-force", "40", "--video", str(video)])):
+        summary = tmp_path / f"{name}.json"
+        proc = _start(["sim", "--robot", "cartpole", "--duration", "0.6", "--summary", str(summary), *extra],
+                      tmp_path / f"{name}.log")
+        assert proc.wait(timeout=60) == 0, (tmp_path / f"{name}.log").read_text()
+        traces[name] = json.loads(summary.read_text())
+    assert traces["calm"]["pushes"] == 0 and traces["pushed"]["pushes"] == 2  # at 0.2 s and 0.4 s
+    calm, pushed = (np.array(traces[k]["trace"]["qpos"]) for k in ("calm", "pushed"))
+    np.testing.assert_array_equal(calm[:6], pushed[:6])  # identical until the first push (same seed)
+    assert np.abs(pushed[-1] - calm[-1]).max() > 1e-3
+    from PIL import Image
+
+    assert Image.open(video).n_frames == 16  # one frame per published state at 25 Hz: 0 .. 0.6 s

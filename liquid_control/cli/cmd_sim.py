@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-body", metavar="BODY", help="MuJoCo body to push (default: the spec's or the last body)")
     parser.add_argument("--summary", metavar="JSON", help="write a run summary with the state trace here")
     parser.add_argument("--record", metavar="BAG", help="write a rosbag2 (MCAP) of the run to this directory")
+    parser.add_argument("--video", metavar="PATH", help="render the run offscreen to PATH (.gif, or .mp4 with imageio-ffmpeg)")
     parser.add_argument("ros_args", nargs=argparse.REMAINDER,
                         help="anything after -- goes to ROS as --ros-args (remaps, -p name:=value, ...)")
 
@@ -39,7 +40,8 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
               "push_period": None if args.push_period is None else float(args.push_period),
               "push_force": None if args.push_force is None else float(args.push_force),
               "push_body": args.push_body, "summary": args.summary,
-              "record": None if args.record is None else str(Path(args.record).resolve())}
+              "record": None if args.record is None else str(Path(args.record).resolve()),
+              "video": None if args.video is None else str(Path(args.video).resolve())}
     out = ["liquid-control-sim", "--ros-args"]
     for name, value in params.items():
         if value is not None:

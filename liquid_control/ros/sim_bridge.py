@@ -149,6 +149,8 @@ class SimBridge(Node):
         p("wait_for_controller", 10.0)  # lockstep: wall seconds to wait for the command publisher
         p("summary", "")  # path: write a JSON summary (and state trace) when the run ends
         p("record", "")  # path: a rosbag2 (MCAP) directory to write
+        p("video", "")  # path: .gif or .mp4 of the run (offscreen rendering, MUJOCO_GL=osmesa)
+        p("video_fps", 25.0)
         g = lambda name: self.get_parameter(name).value  # noqa: E731
 
         self.mode = str(g("mode"))
@@ -213,6 +215,14 @@ class SimBridge(Node):
         self._now_ns = 0  # the time messages are logged at in the bag
         if str(g("record")):
             self._open_bag(Path(str(g("record"))))
+        self.video_path = str(g("video"))
+        self._frames: list[np.ndarray] = []
+        self._renderer = None
+        if self.video_path:
+            from liquid_control.sim.render import FrameRenderer
+
+            self._renderer = FrameRenderer(self.env.model, width=480, height=360, camera=self.spec.sim.get("camera"))
+            self._frame_every = max(1, int(round(1.0 / (float(g("video_fps")) * self.period))))
         self._cmd_event = threading.Event()
         self._pending: np.ndarray | None = None  # newest valid command not yet applied
         self._reset_requested = False
@@ -314,6 +324,8 @@ class SimBridge(Node):
                 self._bag_write(reader.topic, msg)
         if self.summary_path:
             self._record()
+        if self._renderer is not None and self.stats.ticks % self._frame_every == 0:
+            self._frames.append(self._renderer.render(self.env.data))
 
     def _record(self) -> None:
         trace = self.stats.trace
@@ -341,6 +353,13 @@ class SimBridge(Node):
             if self._bag is not None:
                 path = self._bag.close()
                 self.get_logger().info(f"recorded {self._bag.count} messages to {path}")
+            if self._renderer is not None and self._frames:
+                from liquid_control.sim.render import write_video
+
+                fps = 1.0 / (self._frame_every * self.period)
+                out = write_video(self._frames, self.video_path, fps=fps)
+                self._renderer.close()
+                self.get_logger().info(f"wrote {len(self._frames)} frames to {out}")
             self.get_logger().info(
                 f"done: {self.stats.sim_time:.2f} s simulated in {self.stats.wall_time:.2f} s wall "
                 f"(x{self.stats.real_time_factor:.1f}), {self.stats.commands} commands, "
