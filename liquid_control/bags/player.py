@@ -1,0 +1,186 @@
+"""Live playback: republish a bag's messages on ROS 2 topics, paced by bag time.
+
+    liquid-control play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--remap a:=b] [--start-offset S]
+
+Messages go out as recorded (raw CDR through `Publisher.publish(bytes)`: no decoding, no
+re-serialisation), each at wall time start + (log time - first log time) / rate, against absolute
+deadlines so pacing errors do not accumulate. With --clock, /clock carries bag time (each message's log
+time, published just before the message; --clock-hz adds ticks in between) so that nodes under
+use_sim_time, such as the controller, follow the bag. Publishers use the QoS the bag recorded as offered
+(reliable unless the recording says best effort), and playback waits until every played topic has a
+subscriber (bounded), as a controller that is still starting would otherwise miss the first messages.
+
+rclpy is imported here, not at the bags package level: offline tools never need it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from liquid_control.bags.io import BagError, BagReader, normalize_topic
+
+
+@dataclass(frozen=True)
+class PlayOptions:
+    rate: float = 1.0
+    loop: bool = False
+    clock: bool = False
+    clock_hz: float = 0.0  # /clock ticks between messages (0: only one per message)
+    topics: tuple[str, ...] | None = None  # None: every topic
+    remap: dict[str, str] = field(default_factory=dict)
+    start_offset: float = 0.0
+    duration: float | None = None
+    wait_for_subscribers: float = 10.0  # seconds; 0: start at once
+    recover: bool = False
+
+
+@dataclass
+class PlayResult:
+    published: int = 0
+    loops: int = 0
+    wall: float = 0.0
+    bag_seconds: float = 0.0
+    topics: dict[str, str] = field(default_factory=dict)  # bag topic -> published name
+    skipped_topics: list[str] = field(default_factory=list)
+
+
+def rclpy_qos(profiles: Any, depth_default: int = 10):
+    """rclpy QoSProfile from the offered profiles rosbag2 recorded: what the original publishers offered
+    (best effort if any of them was, transient local only if all were), reliable when nothing was
+    recorded (a reliable publisher matches reliable and best-effort subscribers alike)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rosbags.interfaces import QosDurability, QosReliability
+
+    profiles = list(profiles or ())
+    reliable = not any(p.reliability == QosReliability.BEST_EFFORT for p in profiles)
+    latched = bool(profiles) and all(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
+    depth = max([p.depth for p in profiles if p.depth > 0] or [depth_default])
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def _time_msg(ns: int) -> Any:
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: threading.Event | None = None,
+         log: Callable[[str], None] = print) -> PlayResult:
+    """Play the bag until its end (or forever with loop), or until `stop` is set. Raises BagError."""
+    import rclpy
+    from rosgraph_msgs.msg import Clock
+
+    from liquid_control.core.errors import SpecError
+    from liquid_control.ros.messages import message_class
+
+    if not options.rate > 0:
+        raise BagError(f"playback rate must be > 0, got {options.rate:g}")
+    stop = stop or threading.Event()
+    result = PlayResult()
+    with BagReader(bag_path, recover=options.recover) as bag:
+        if options.topics is None:
+            names = list(bag.topics)
+        else:
+            names = [bag.require({t: None}, "asked to play")[t].name for t in options.topics]
+        unknown = [src for src in options.remap if bag.topic(src) is None]
+        if unknown:
+            raise BagError(f"remap source {unknown[0]} is not a topic of bag {bag.path}")
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("liquid_control_player", context=context)
+        try:
+            pubs = {}
+            for name in names:
+                t = bag.topics[name]
+                try:
+                    cls = message_class(t.msgtype)
+                except SpecError:
+                    result.skipped_topics.append(f"{name} ({t.msgtype}: no Python message package here)")
+                    continue
+                out = options.remap.get(name, name)
+                pubs[name] = node.create_publisher(cls, out, rclpy_qos(t.qos))
+                result.topics[name] = out
+            if not pubs:
+                raise BagError(f"nothing to play from {bag.path}: " + "; ".join(result.skipped_topics or ["no topics"]))
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+            clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)) \
+                if options.clock else None
+            _wait_for_subscribers(pubs, clock_pub, options.wait_for_subscribers, stop, result)
+            for s in result.skipped_topics:
+                log(f"not playing {s}")
+            start_ns = bag.start_ns + int(round(options.start_offset * 1e9))
+            stop_ns = None if options.duration is None else start_ns + int(round(options.duration * 1e9))
+            wall0 = time.monotonic()
+            while not stop.is_set():
+                _play_once(bag, pubs, clock_pub, options, start_ns, stop_ns, stop, result)
+                result.loops += 1
+                if not options.loop or result.published == 0:
+                    break
+            result.wall = time.monotonic() - wall0
+        finally:
+            node.destroy_node()
+            context.try_shutdown()
+    return result
+
+
+def _wait_for_subscribers(pubs: dict[str, Any], clock_pub: Any, timeout: float, stop: threading.Event,
+                          result: PlayResult) -> None:
+    if timeout <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    waiting = dict(pubs)
+    if clock_pub is not None:
+        waiting["/clock"] = clock_pub
+    while waiting and not stop.is_set():
+        waiting = {n: p for n, p in waiting.items() if p.get_subscription_count() == 0}
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise BagError(f"no subscriber on {', '.join(result.topics.get(n, n) for n in waiting)} after {timeout:g} s "
+                           "(start the consumer first, or pass --wait-for-subscribers 0)")
+        time.sleep(0.02)
+
+
+def _play_once(bag: BagReader, pubs: dict[str, Any], clock_pub: Any, options: PlayOptions, start_ns: int,
+               stop_ns: int | None, stop: threading.Event, result: PlayResult) -> None:
+    from rosgraph_msgs.msg import Clock
+
+    clock_msg = Clock()
+    rate = options.rate
+    tick_ns = int(1e9 / options.clock_hz) if options.clock and options.clock_hz > 0 else 0
+    wall0, t0 = time.monotonic(), None
+    next_clock = None
+    for raw in bag.raw_messages(list(pubs), start_ns, stop_ns):
+        if stop.is_set():
+            return
+        if t0 is None:
+            t0 = next_clock = raw.log_time_ns
+        # /clock ticks due before this message (bag time), each at its own wall deadline
+        while tick_ns and next_clock < raw.log_time_ns:
+            _sleep_until(wall0 + (next_clock - t0) * 1e-9 / rate, stop)
+            clock_msg.clock = _time_msg(next_clock)
+            clock_pub.publish(clock_msg)
+            next_clock += tick_ns
+        _sleep_until(wall0 + (raw.log_time_ns - t0) * 1e-9 / rate, stop)
+        if stop.is_set():
+            return
+        if clock_pub is not None:
+            clock_msg.clock = _time_msg(raw.log_time_ns)
+            clock_pub.publish(clock_msg)
+            if tick_ns and next_clock <= raw.log_time_ns:
+                next_clock = raw.log_time_ns + tick_ns
+        pubs[raw.topic].publish(raw.data if isinstance(raw.data, bytes) else bytes(raw.data))
+        result.published += 1
+        result.bag_seconds = (raw.log_time_ns - t0) * 1e-9
+
+
+def _sleep_until(deadline: float, stop: threading.Event) -> None:
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        stop.wait(delay)  # wakes at once on stop
