@@ -115,6 +115,7 @@ def test_configure_failures_leave_the_node_alive_and_unconfigured(tmp_path, prob
 @pytest.mark.parametrize("param, value, words", [
     ("rate_hz", 5000.0, "rate_hz must be 0 (the spec's rate) or within 10..1000 Hz"),
     ("safe_behaviour", "brake", "safe_behaviour must be 'zero' or 'hold'"),
+    ("executor", "threads", "executor must be 'events' or 'single'"),
 ])
 def test_bad_parameter_at_start_up_exits_with_the_reason(tmp_path, param, value, words):
     argv = console_script("controller", *ros_params(**{param: value}))
@@ -134,7 +135,8 @@ def test_non_finite_policy_output_gives_safe_command_reset_and_error(tmp_path, p
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     pub = probe.publisher(JointState, "joint_states", 10)
     argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
-                                                    rate_hz=50.0, diagnostics_period=0.2))
+                                                    rate_hz=50.0, diagnostics_period=0.2,
+                                                    executor="single"))  # the other executor works too
     with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
         probe.wait_for_subscribers(pub, 20.0, "the node's joint_states subscription")
 

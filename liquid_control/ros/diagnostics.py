@@ -9,9 +9,15 @@ Level, worst first, over the report window (a fault that came and went between t
   STALE  a sensor is missing or older than the timeout
   WARN   e-stop engaged, disabled through ~/enable, overruns, or achieved rate off by more than 5 %
   OK     commanding normally (or inactive: configured, not commanding)
+
+Sensor-to-command latency = system time at the command's publish - header stamp of the newest stamped
+sensor message: meaningful when the sensor's publisher stamps with this machine's clock (as the sim
+bridge does); "n/a" without stamped sensors. Under use_sim_time it compares wall time with sim stamps
+and is not reported.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -40,6 +46,9 @@ class Snapshot:
     step_p50: float
     step_p99: float
     tick_p99: float
+    late_over_half: int  # ticks later than half a period
+    s2c_p50: float  # sensor-to-command latency (NaN without stamped sensors)
+    s2c_p99: float
     safe_ticks: int
     level: int
     reason: str
@@ -56,6 +65,7 @@ class LoopStats:
         self._late = np.zeros(capacity)
         self._step = np.zeros(capacity)
         self._tick = np.zeros(capacity)
+        self._s2c = np.full(capacity, np.nan)
         self._lock = threading.Lock()
         self.total_ticks = 0
         self.total_overruns = 0
@@ -67,10 +77,14 @@ class LoopStats:
         self._time = 0.0
         self._worst = (OK, "")
 
-    def record(self, now: float, dt: float, lateness: float, step_s: float, tick_s: float, safe: bool) -> None:
+    def record(self, now: float, dt: float, lateness: float, step_s: float, tick_s: float, safe: bool,
+               s2c: float = math.nan) -> None:
+        """One tick: loop time, dt, lateness past its deadline, policy step and whole-tick compute times,
+        whether the command was the safe one, and the sensor-to-command latency (NaN if unknown)."""
         with self._lock:
             i = self.total_ticks % self._cap
             self._dt[i], self._late[i], self._step[i], self._tick[i] = dt, lateness, step_s, tick_s
+            self._s2c[i] = s2c
             self.total_ticks += 1
             self.safe_ticks += safe
             self._time = now
@@ -93,6 +107,7 @@ class LoopStats:
             end = self.total_ticks % self._cap
             idx = (np.arange(end - n, end)) % self._cap
             dt, late, step, tick = self._dt[idx], self._late[idx], self._step[idx], self._tick[idx]
+            s2c = self._s2c[idx]
             elapsed = (self._time - self._last_time) if self._last_time is not None else 0.0
             ticks = self.total_ticks - self._last_total
             overruns = self.total_overruns - self._last_overruns
@@ -115,12 +130,16 @@ class LoopStats:
         def pct(a: np.ndarray, q: float) -> float:
             return float(np.percentile(a, q)) if a.size else 0.0
 
+        s2c = s2c[np.isfinite(s2c)]
+
         return Snapshot(
             ticks=ticks, total_ticks=self.total_ticks, overruns=overruns, total_overruns=self.total_overruns,
             achieved_hz=achieved, dt_mean=float(dt.mean()) if n else 0.0, dt_std=float(dt.std()) if n else 0.0,
             dt_max_dev=float(np.abs(dt - self.period).max()) if n else 0.0,
             late_p50=pct(late, 50), late_p99=pct(late, 99), late_max=float(late.max()) if n else 0.0,
             step_p50=pct(step, 50), step_p99=pct(step, 99), tick_p99=pct(tick, 99),
+            late_over_half=int(np.count_nonzero(late > 0.5 * self.period)),
+            s2c_p50=pct(s2c, 50) if s2c.size else math.nan, s2c_p99=pct(s2c, 99) if s2c.size else math.nan,
             safe_ticks=safe, level=level, reason=reason)
 
 
@@ -146,6 +165,9 @@ def diagnostic_array(name: str, hardware_id: str, snap: Snapshot, stamp_ns: int,
         "step_latency_p50_us": f"{snap.step_p50 * 1e6:.1f}",
         "step_latency_p99_us": f"{snap.step_p99 * 1e6:.1f}",
         "tick_compute_p99_us": f"{snap.tick_p99 * 1e6:.1f}",
+        "ticks_late_over_half_period": str(snap.late_over_half),
+        "sensor_to_command_p50_us": "n/a" if math.isnan(snap.s2c_p50) else f"{snap.s2c_p50 * 1e6:.1f}",
+        "sensor_to_command_p99_us": "n/a" if math.isnan(snap.s2c_p99) else f"{snap.s2c_p99 * 1e6:.1f}",
         "safe_command_ticks": str(snap.safe_ticks),
         **values,
     }
