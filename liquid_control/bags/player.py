@@ -34,6 +34,7 @@ class PlayOptions:
     start_offset: float = 0.0
     duration: float | None = None
     wait_for_subscribers: float = 10.0  # seconds; 0: start at once
+    min_subscribers: int = 1  # per played topic (e.g. 2: the controller and a recorder)
     recover: bool = False
 
 
@@ -111,7 +112,7 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
 
             clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)) \
                 if options.clock else None
-            _wait_for_subscribers(pubs, clock_pub, options.wait_for_subscribers, stop, result)
+            _wait_for_subscribers(pubs, clock_pub, options, stop, result)
             for s in result.skipped_topics:
                 log(f"not playing {s}")
             start_ns = bag.start_ns + int(round(options.start_offset * 1e9))
@@ -129,8 +130,9 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
     return result
 
 
-def _wait_for_subscribers(pubs: dict[str, Any], clock_pub: Any, timeout: float, stop: threading.Event,
+def _wait_for_subscribers(pubs: dict[str, Any], clock_pub: Any, options: PlayOptions, stop: threading.Event,
                           result: PlayResult) -> None:
+    timeout, need = options.wait_for_subscribers, max(1, options.min_subscribers)
     if timeout <= 0:
         return
     deadline = time.monotonic() + timeout
@@ -138,12 +140,12 @@ def _wait_for_subscribers(pubs: dict[str, Any], clock_pub: Any, timeout: float, 
     if clock_pub is not None:
         waiting["/clock"] = clock_pub
     while waiting and not stop.is_set():
-        waiting = {n: p for n, p in waiting.items() if p.get_subscription_count() == 0}
+        waiting = {n: p for n, p in waiting.items() if p.get_subscription_count() < need}
         if not waiting:
             break
         if time.monotonic() > deadline:
-            raise BagError(f"no subscriber on {', '.join(result.topics.get(n, n) for n in waiting)} after {timeout:g} s "
-                           "(start the consumer first, or pass --wait-for-subscribers 0)")
+            raise BagError(f"fewer than {need} subscriber(s) on {', '.join(result.topics.get(n, n) for n in waiting)} "
+                           f"after {timeout:g} s (start the consumers first, or pass --wait-for-subscribers 0)")
         time.sleep(0.02)
 
 

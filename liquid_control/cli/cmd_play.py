@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="D", help="play only D seconds")
     p.add_argument("--wait-for-subscribers", type=float, default=10.0, metavar="S",
                    help="wait up to S seconds for a subscriber on every played topic (0: do not wait)")
+    p.add_argument("--min-subscribers", type=int, default=1, metavar="N",
+                   help="wait for N subscribers on every played topic (e.g. 2: a controller and a recorder)")
     p.add_argument("--recover", action="store_true", help="play a truncated or damaged bag up to the damage")
 
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     options = PlayOptions(rate=args.rate, loop=args.loop, clock=args.clock, clock_hz=args.clock_hz,
                           topics=tuple(args.topics) if args.topics else None, remap=parse_remaps(args.remap),
                           start_offset=args.start_offset, duration=args.duration,
-                          wait_for_subscribers=args.wait_for_subscribers, recover=args.recover)
+                          wait_for_subscribers=args.wait_for_subscribers, min_subscribers=args.min_subscribers,
+                          recover=args.recover)
     try:
         result = play(args.bag, options)
     except KeyboardInterrupt:
