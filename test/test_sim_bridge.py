@@ -143,17 +143,33 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     assert counts["/effort_controller/commands"] >= 10
 
 
-def test_closed_loop_with_the_controller_keeps_the_pole_up(tmp_path):
-    """Lockstep, real controller node under use_sim_time with the shipped policy: 20 s of sim time up."""
+def test_closed_loop_with_the_controller_keeps_the_pole_up(ros_node, tmp_path):
+    """Lockstep, real controller node under use_sim_time with the shipped policy: 20 s of sim time up.
+
+    Parity over DDS too: the observation the controller assembled at each tick (its ~/step_debug) is the
+    env's observation of the state the bridge published at that tick's /clock.
+    """
+    from std_msgs.msg import Float64MultiArray
+
+    from liquid_control.ros.controller_node import DEBUG_FIELDS
+    from liquid_control.ros.qos import DEBUG_QOS
+
     if not (share_dir() / "policies" / "cartpole.onnx").exists():
         pytest.fail("the shipped policy policies/cartpole.onnx is missing")
+    rows: list[list[float]] = []
+    ros_node.create_subscription(Float64MultiArray, "/liquid_controller/step_debug",
+                                 lambda m: rows.append(list(m.data)), DEBUG_QOS)
     summary = tmp_path / "summary.json"
-    controller = _start(["run", "--robot", "cartpole", "--use-sim-time"], tmp_path / "controller.log")
+    controller = _start(["run", "--robot", "cartpole", "--use-sim-time", "--", "-p", "step_debug:=true"],
+                        tmp_path / "controller.log")
     try:
+        _spin_until(ros_node, lambda: ros_node.count_publishers("/liquid_controller/step_debug") > 0, 20)
         bridge = _start(["sim", "--robot", "cartpole", "--mode", "lockstep", "--duration", "20",
                          "--summary", str(summary)], tmp_path / "bridge.log")
         try:
-            assert bridge.wait(timeout=120) == 0, (tmp_path / "bridge.log").read_text()
+            _spin_until(ros_node, lambda: bridge.poll() is not None, 120)
+            assert bridge.wait(timeout=10) == 0, (tmp_path / "bridge.log").read_text()
+            _spin_until(ros_node, lambda: len(rows) >= 500, 5)
         finally:
             _stop(bridge)
     finally:
@@ -162,8 +178,26 @@ def test_closed_loop_with_the_controller_keeps_the_pole_up(tmp_path):
     logs = (tmp_path / "bridge.log").read_text() + (tmp_path / "controller.log").read_text()
     assert result["sim_time"] == pytest.approx(20.0) and result["commands"] >= 499, logs
     assert result["command_timeouts"] == 0, logs
-    hinge = np.array(result["trace"]["qpos"])[:, 1]
+    trace = result["trace"]
+    hinge = np.array(trace["qpos"])[:, 1]
     assert np.abs(hinge).max() < 0.2, f"the pole fell: max |angle| {np.abs(hinge).max():.3f} rad\n{logs}"
+
+    env = SpecEnv("cartpole")
+    by_stamp = {ns: (q, v) for ns, q, v in zip(trace["stamp_ns"], trace["qpos"], trace["qvel"])}
+    k = len(DEBUG_FIELDS)
+    col = {name: i for i, name in enumerate(DEBUG_FIELDS)}
+    ticks = [r for r in rows if r[col["status"]] == 0]  # stepped ticks (not safe-command ones)
+    assert len(ticks) >= 490, f"{len(ticks)} stepped ticks of {len(rows)}"
+    fresh = 0
+    for r in ticks:
+        stamp_ns = int(round(r[col["sensor_stamp"]] * 1e9 / 1000)) * 1000  # float64 seconds -> exact ns (us grid)
+        qpos, qvel = by_stamp[stamp_ns]
+        env.reset(options={"qpos": qpos, "qvel": qvel})
+        # the controller holds its observation as float32 (the policy's input type): compare at that precision
+        expected = env.sim_state_observation().astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(r[k:k + env.robot_spec.obs_size], expected)
+        fresh += abs(r[col["sensor_stamp"]] - r[col["time"]]) < 1e-6
+    assert fresh >= 0.99 * len(ticks), f"only {fresh} of {len(ticks)} ticks saw the state of their own /clock"
 
 
 def test_realtime_pushes_disturb_the_robot(tmp_path):
