@@ -166,3 +166,89 @@ def test_every_robot_params_file_configures_and_activates(tmp_path, params):
         node.wait_for_output(rf"configured: robot '{params.stem}'", 30.0)
         node.wait_for_output(r"active: commanding", 10.0)
         assert node.stop() == 0
+
+
+SPEC_IMU_GOAL_TWIST = """
+robot: imu_goal_rover
+rate_hz: 50.0
+observation:
+  - topic: imu
+    type: sensor_msgs/msg/Imu
+    field: angular_velocity
+    axes: [z]
+  - topic: goal
+    type: geometry_msgs/msg/PointStamped
+    field: point
+    axes: [x, y]
+    scale: 0.5
+action:
+  topic: cmd_vel
+  type: geometry_msgs/msg/Twist
+  names: [linear.x, angular.z]
+  scale: [0.5, 1.0]
+  limits: {lower: [-0.5, -1.0], upper: [0.5, 1.0]}
+  safe: [0.0, 0.0]
+safety:
+  sensor_timeout: 0.3
+  soft_start: 0.0
+  safe_behaviour: hold
+"""
+
+
+def test_two_sensor_topics_twist_command_and_hold_behaviour(tmp_path, probe):
+    """Imu + PointStamped in, Twist out (a spec given by path), safe behaviour 'hold': a topic that is
+    missing is named; a bad message makes the node repeat its last good command."""
+    from geometry_msgs.msg import PointStamped, Twist
+    from sensor_msgs.msg import Imu
+    from std_msgs.msg import Float64MultiArray
+
+    from liquid_control.core.spec import load_spec
+
+    spec_path = tmp_path / "rover.yaml"
+    spec_path.write_text(SPEC_IMU_GOAL_TWIST)
+    spec = load_spec(spec_path)
+    model = make_artifact(tmp_path / "rover.onnx", spec=spec, seed=4)
+    cmds = probe.collect(Twist, "cmd_vel")
+    debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
+    imu_pub, goal_pub = probe.publisher(Imu, "imu", 10), probe.publisher(PointStamped, "goal", 10)
+    argv = console_script("controller", *ros_params(robot=str(spec_path), model=str(model), autostart=True,
+                                                    step_debug=True))
+    with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        probe.wait_for_subscribers(imu_pub, 20.0, "the imu subscription")
+        probe.wait_for_subscribers(goal_pub, 20.0, "the goal subscription")
+
+        def feed(goal: bool, wz: float = 0.3):
+            imu = Imu()
+            imu.angular_velocity.z = wz
+            imu_pub.publish(imu)
+            if goal:
+                g = PointStamped()
+                g.point.x, g.point.y = 1.0, -2.0
+                goal_pub.publish(g)
+
+        # Only the IMU: the goal topic is named as missing, the command is the spec's safe value.
+        probe.wait_for(lambda: (feed(False), any(
+            "goal: no message received yet" in line for line in node.output().splitlines()))[1], 10.0,
+            "the missing goal reported", node)
+        # Both: control; the observation is in spec order and scaled (goal * 0.5).
+        t = time.monotonic()
+        probe.wait_for(lambda: (feed(True), sum(parse_debug(m, spec).status == 0 for m in debug.since(t)) >= 10)[1],
+                       10.0, "control on imu + goal", node)
+        good = [parse_debug(m, spec) for m in debug.since(t)]
+        last_good = [r for r in good if r.status == 0][-1]
+        np.testing.assert_allclose(last_good.obs, [0.3, 0.5, -1.0], rtol=1e-6)
+        twist = cmds.last()
+        assert abs(twist.linear.x) <= 0.5 and abs(twist.angular.z) <= 1.0
+        assert (twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y) == (0.0, 0.0, 0.0, 0.0)
+        # A non-finite IMU value: hold = repeat the last good command, not zero.
+        t_bad = time.monotonic()
+        probe.wait_for(lambda: (feed(True, float("nan")),
+                                sum(parse_debug(m, spec).status == 1 for m in debug.since(t_bad)) >= 5)[1],
+                       10.0, "safe ticks on a NaN imu", node)
+        recs = [parse_debug(m, spec) for m in debug.since(t_bad)]
+        stepped_before = [r for r in recs if r.status == 0]
+        held = (stepped_before[-1] if stepped_before else last_good).command
+        safe = [r for r in recs if r.status == 1]
+        assert all(np.array_equal(r.command, held) for r in safe)
+        assert not np.array_equal(held, [0.0, 0.0])
+        node.wait_for_output(r"non-finite value in Imu.angular_velocity\[z\]", 5.0)
