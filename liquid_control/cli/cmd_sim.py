@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("realtime", "lockstep"), default="realtime",
                         help="realtime: paced by the wall clock; lockstep: publishes /clock and advances one "
                              "period per command (run the controller with --use-sim-time)")
-    parser.add_argument("--rate", type=float, metavar="HZ", help="step/sensor rate (default: the spec's)")
+    parser.add_argument("--rate", type=float, metavar="HZ", help="step and sensor rate (default: lockstep the "
+                        "control rate, realtime the spec's sim.sensor_rate_hz)")
     parser.add_argument("--timestep", type=float, metavar="S", help="MuJoCo timestep (default: the MJCF's)")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
                         help="stop after S seconds of sim time (= wall time in realtime); 0 = until Ctrl-C")

@@ -161,8 +161,8 @@ class SimBridge(Node):
         p = self.declare_parameter
         p("robot", "cartpole")
         p("mode", "realtime")
-        p("rate_hz", 0.0)  # 0: the spec's control rate
-        p("timestep", 0.0)  # 0: the MJCF's
+        p("rate_hz", 0.0)  # 0: lockstep the spec's control rate, realtime its sim.sensor_rate_hz
+        p("timestep", 0.0)  # 0: the MJCF's, or the largest that divides the period
         p("seed", 0)
         p("duration", 0.0)  # sim seconds (realtime: paced to wall seconds); 0: until stopped
         p("lockstep_timeout", 2.0)
@@ -183,16 +183,22 @@ class SimBridge(Node):
         from liquid_control.sim.observe import TopicReader
 
         self.spec = load_spec(str(g("robot")))
-        rate = float(g("rate_hz")) or self.spec.rate_hz
+        # Lockstep advances one control period per command. Realtime steps at the sensor rate (sim.sensor_rate_hz,
+        # default the control rate): a controller sampling asynchronously then sees fresh sensors and its
+        # command acts within one sensor period, as on a robot whose drivers run faster than its controller.
+        default_rate = self.spec.rate_hz if self.mode == "lockstep" else float(self.spec.sim.get("sensor_rate_hz", self.spec.rate_hz))
+        rate = float(g("rate_hz")) or default_rate
         if not 1.0 <= rate <= 10000.0:
             raise LiquidControlError(f"rate_hz must lie in 1..10000, got {rate}")
-        timestep = float(g("timestep")) or None
-        # The env's own check (control period = whole timesteps) applies to the spec's rate; the bridge's
-        # rate may differ, so it is checked here against the model's step.
-        self.env = SpecEnv(self.spec, timestep=timestep)
         self.period_ns = int(round(1e9 / rate))
         self.period = self.period_ns * 1e-9
+        timestep = float(g("timestep")) or None
+        self.env = SpecEnv(self.spec, timestep=timestep)
         n = self.period / self.env.timestep
+        if timestep is None and abs(n - round(n)) > 1e-6:
+            # The MJCF's step does not divide the period: the largest step that does and is no coarser.
+            self.env = SpecEnv(self.spec, timestep=self.period / math.ceil(n - 1e-6))
+            n = self.period / self.env.timestep
         if abs(n - round(n)) > 1e-6 or round(n) < 1:
             raise LiquidControlError(f"the period {self.period:g} s is not a whole number of MuJoCo timesteps "
                                      f"({self.env.timestep:g} s); set timestep")
