@@ -196,6 +196,7 @@ class Trainer:
 
         self.agent = Agent(cfg, self.obs_size, self.action_size)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
         self.obs_rms = RunningMeanStd(self.obs_size)
         self.global_step, self.update, self.best_eval = 0, 0, -math.inf
         self.elapsed = 0.0
@@ -341,9 +342,12 @@ class Trainer:
                                     f"value {v_loss.item():.3g})")
                 self.opt.zero_grad()
                 loss.backward()
-                gn = nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
-                if not torch.isfinite(gn) or gn > GRAD_EXPLODED:
-                    raise _Diverged(f"the gradient norm exploded to {gn.item():.3g}")
+                # Actor and critic are clipped apart: a large value error must not shrink the actor's step.
+                gn = nn.utils.clip_grad_norm_(self.actor_params, cfg.max_grad_norm)
+                gn_critic = nn.utils.clip_grad_norm_(self.agent.critic.parameters(), cfg.max_grad_norm)
+                for norm in (gn, gn_critic):
+                    if not torch.isfinite(norm) or norm > GRAD_EXPLODED:
+                        raise _Diverged(f"the gradient norm exploded to {norm.item():.3g}")
                 self.opt.step()
                 with torch.no_grad():
                     log_ratio = logp - b["logp"][:, idx]
