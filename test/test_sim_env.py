@@ -137,11 +137,24 @@ def test_per_step_dt_is_simulated_and_reported():
     assert info["dt"] == pytest.approx(0.1) and env.data.time - t0 == pytest.approx(0.1)
     _o, _r, _t, _tr, info = env.step([0.0])  # one-shot: back to the control period
     assert info["dt"] == pytest.approx(0.04)
+    # Not a whole number of timesteps: 2 x 0.02 s and one 0.003 s step, exactly 0.043 s.
+    t0 = env.data.time
+    env.set_next_dt(0.043)
+    assert env.step([0.0])[4]["dt"] == 0.043 and env.data.time - t0 == pytest.approx(0.043, abs=1e-12)
+    assert env.model.opt.timestep == 0.02  # restored after the short step
     fine = SpecEnv("cartpole", timestep=0.002)
-    fine.reset(seed=0)
-    fine.set_next_dt(0.043)
-    assert fine.step([0.0])[4]["dt"] == pytest.approx(0.042)  # round(0.043 / 0.002) = 21 substeps
     assert fine.frame_skip == 20 and fine.dt == pytest.approx(0.04)
+
+
+def test_a_split_step_matches_finer_physics():
+    """0.043 s as 2 x 0.02 + 0.003 lands close to the same 0.043 s simulated at a 1 ms timestep."""
+    coarse, fine = SpecEnv("cartpole"), SpecEnv("cartpole", timestep=0.001)
+    for env in (coarse, fine):
+        env.reset(options={"qpos": [0.0, 0.1], "qvel": [0.0, 0.0]})
+        env.set_next_dt(0.043)
+        env.step([0.5])
+    np.testing.assert_allclose(coarse.data.qpos, fine.data.qpos, atol=1e-4)
+    assert coarse.data.time == pytest.approx(fine.data.time)
     with pytest.raises(ValueError):
         env.set_next_dt(float("nan"))
 

@@ -7,8 +7,9 @@
   does, written to data.ctrl of the actuators named in spec.action.names. A wrong-sized or non-finite action
   is ignored (the last valid command is held, with a throttled warning), as a motor driver would: no NaN
   ever reaches MuJoCo.
-- Time: one step advances the control period (round(period / timestep) substeps) unless a per-step dt was
-  set with `set_next_dt` (the jitter wrapper does); info["dt"] is the time actually simulated.
+- Time: one step advances the control period (period / timestep substeps) unless a per-step dt was set
+  with `set_next_dt` (the jitter wrapper does); that dt is simulated exactly (whole timesteps plus one
+  shorter step for the remainder) and info["dt"] reports the time simulated.
 - Reward, termination and reset: the task named in the spec's `sim:` section (liquid_control.sim.tasks).
 """
 from __future__ import annotations
@@ -87,6 +88,27 @@ def substeps_for(dt: float, timestep: float) -> int:
     return max(1, int(round(dt / timestep)))
 
 
+def simulate(model: mujoco.MjModel, data: mujoco.MjData, dt: float, timestep: float) -> float:
+    """Advance exactly `dt` seconds: whole timesteps, then one shorter step for what remains.
+
+    So a jittered control period is simulated as drawn (not rounded to the MJCF's timestep, which for
+    the cart-pole is half the period) at the cost of at most one extra step. Returns the time simulated.
+    """
+    n = int(dt / timestep + 1e-9)
+    rest = dt - n * timestep
+    if rest > 1e-9 * timestep:
+        if n:
+            mujoco.mj_step(model, data, n)
+        model.opt.timestep = rest
+        try:
+            mujoco.mj_step(model, data)
+        finally:
+            model.opt.timestep = timestep
+        return dt
+    mujoco.mj_step(model, data, max(n, 1))
+    return max(n, 1) * timestep
+
+
 class SpecEnv(gym.Env):
     """The MuJoCo env of one robot, driven entirely by its spec (see the module docstring)."""
 
@@ -156,7 +178,7 @@ class SpecEnv(gym.Env):
         return self.frame_skip * self.timestep
 
     def set_next_dt(self, dt: float) -> None:
-        """Simulate `dt` seconds (rounded to whole timesteps) in the next step() only."""
+        """Simulate `dt` seconds in the next step() only (exactly: see simulate())."""
         if not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number of seconds, got {dt}")
         self._next_dt = float(dt)
@@ -179,13 +201,13 @@ class SpecEnv(gym.Env):
 
     def step(self, action):
         if self._next_dt is None:
-            nsub = self.frame_skip
+            dt = self.frame_skip * self.timestep
+            ignored = not self._accept(action, dt)
+            mujoco.mj_step(self.model, self.data, self.frame_skip)
         else:
-            nsub = substeps_for(self._next_dt, self.timestep)
-            self._next_dt = None
-        dt = nsub * self.timestep
-        ignored = not self._accept(action, dt)
-        mujoco.mj_step(self.model, self.data, nsub)
+            dt, self._next_dt = self._next_dt, None
+            ignored = not self._accept(action, dt)
+            dt = simulate(self.model, self.data, dt, self.timestep)
         # The task reads MuJoCo as Gymnasium's v5 envs do, before derived quantities are refreshed.
         reward, terminated, info = self.task.evaluate(self._command)
         self.reader.refresh()
@@ -233,9 +255,7 @@ class SpecEnv(gym.Env):
 
         No reward or termination: the sim bridge's clock, not an episode, decides what happens next.
         """
-        nsub = substeps_for(dt, self.timestep)
-        mujoco.mj_step(self.model, self.data, nsub)
-        return nsub * self.timestep
+        return simulate(self.model, self.data, dt, self.timestep)
 
     def sim_state_observation(self) -> np.ndarray:
         """The spec's observation for MuJoCo's current state (after any external change to data)."""

@@ -13,7 +13,6 @@ reseeds it from (s, wrapper) so that a seeded episode is reproducible whatever c
 """
 from __future__ import annotations
 
-import warnings
 import zlib
 from collections import deque
 from typing import Any
@@ -53,8 +52,8 @@ class ControlJitter(_Seeded):
     """Each step lasts period * (1 + U(-jitter, jitter)); with probability drop_prob a tick is missed, and
     the step lasts one more (jittered) period with the same command held, up to max_drops in a row.
 
-    info["dt"] is the time actually simulated (whole MuJoCo timesteps: pass timestep= to the env for finer
-    resolution than the MJCF's); info["dropped_ticks"] how many ticks were missed in this step.
+    info["dt"] is the time simulated (the env simulates a dt exactly, not rounded to its timestep);
+    info["dropped_ticks"] how many ticks were missed in this step.
     """
 
     def __init__(self, env: gym.Env, jitter: float = 0.0, drop_prob: float = 0.0, max_drops: int = 3,
@@ -64,11 +63,6 @@ class ControlJitter(_Seeded):
         self.drop_prob = _check_prob("drop probability", drop_prob)
         self.max_drops = int(max_drops)
         self.period = float(env.unwrapped.control_period)
-        timestep = float(env.unwrapped.timestep)
-        if self.jitter and self.jitter * self.period < timestep / 2:
-            warnings.warn(f"dt jitter of +-{self.jitter * self.period:.4g} s is below the MuJoCo timestep "
-                          f"({timestep:g} s), so every step simulates the nominal period; make the env with "
-                          f"timestep=<a finer step> to resolve it", stacklevel=2)
 
     def _one_period(self) -> float:
         if not self.jitter:
