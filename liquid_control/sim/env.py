@@ -96,7 +96,7 @@ def simulate(model: mujoco.MjModel, data: mujoco.MjData, dt: float, timestep: fl
     """
     n = int(dt / timestep + 1e-9)
     rest = dt - n * timestep
-    if rest > 1e-9 * timestep:
+    if rest > 1e-9 * timestep or n == 0:
         if n:
             mujoco.mj_step(model, data, n)
         model.opt.timestep = rest
@@ -105,8 +105,8 @@ def simulate(model: mujoco.MjModel, data: mujoco.MjData, dt: float, timestep: fl
         finally:
             model.opt.timestep = timestep
         return dt
-    mujoco.mj_step(model, data, max(n, 1))
-    return max(n, 1) * timestep
+    mujoco.mj_step(model, data, n)
+    return n * timestep
 
 
 class SpecEnv(gym.Env):
@@ -121,7 +121,7 @@ class SpecEnv(gym.Env):
         rs = self.robot_spec
         self.mjcf_path = resolve_mjcf(rs, mjcf)
         self.model = load_model(self.mjcf_path)
-        if timestep is not None:  # finer physics than the MJCF's, e.g. to resolve control-period jitter
+        if timestep is not None:  # other physics step than the MJCF's, e.g. for a faster control rate
             if not (math.isfinite(timestep) and timestep > 0):
                 raise SpecError(f"timestep must be a positive number of seconds, got {timestep}")
             self.model.opt.timestep = float(timestep)
