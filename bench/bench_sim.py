@@ -153,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
                 "in_process_real_time_factor": ceiling, "bridge": r}
         print(f"\nlockstep closed loop, cartpole at {args.loop_rate:g} Hz, {args.loop_seconds:g} s sim "
               f"(bridge + controller processes over ROS 2):")
-        print(f"  real-time factor  x{r['real_time_factor']:.1f}{'' if r['real_time_factor'] >= 5 else '  (< 5x goal)'}"
-              f"   ({r['ticks']} ticks, {r['command_timeouts']} timeouts, max |pole angle| {r['max_abs_pole_angle']:.3f} rad)")
+        goal = "" if r["real_time_factor"] >= 5 else "  (< 5x goal)"
+        print(f"  real-time factor  x{r['real_time_factor']:.1f}{goal}   ({r['ticks']} ticks, "
+              f"{r['command_timeouts']} timeouts, max |pole angle| {r['max_abs_pole_angle']:.3f} rad)")
         print(f"  same policy + env in one process, no ROS: x{ceiling:.0f}")
     if args.json is not None:
         import mujoco
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=HELP)
+    parser = argparse.ArgumentParser(prog="liquid-control bench sim", description=HELP)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -22,13 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
                         help="stop after S seconds of sim time (= wall time in realtime); 0 = until Ctrl-C")
     parser.add_argument("--seed", type=int, default=0, help="initial-state seed (default 0)")
-    parser.add_argument("--lockstep-timeout", type=float, metavar="S", help="wall seconds to wait for a command (default 2)")
+    parser.add_argument("--lockstep-timeout", type=float, metavar="S",
+                        help="wall seconds to wait for a command (default 2)")
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
     parser.add_argument("--push-force", type=float, metavar="N", help="push force in newtons (along x)")
-    parser.add_argument("--push-body", metavar="BODY", help="MuJoCo body to push (default: the spec's or the last body)")
+    parser.add_argument("--push-body", metavar="BODY",
+                        help="MuJoCo body to push (default: the spec's sim.push_body, else the last body)")
     parser.add_argument("--summary", metavar="JSON", help="write a run summary with the state trace here")
     parser.add_argument("--record", metavar="BAG", help="write a rosbag2 (MCAP) of the run to this directory")
-    parser.add_argument("--video", metavar="PATH", help="render the run offscreen to PATH (.gif, or .mp4 with imageio-ffmpeg)")
+    parser.add_argument("--video", metavar="PATH",
+                        help="render the run offscreen to PATH (.gif, or .mp4 with imageio-ffmpeg)")
     parser.add_argument("ros_args", nargs=argparse.REMAINDER,
                         help="anything after -- goes to ROS as --ros-args (remaps, -p name:=value, ...)")
 

@@ -154,7 +154,7 @@ class _SubscriptionWaiter:
 
 
 class SimBridge(Node):
-    """MuJoCo + the spec's topics. Call run() (blocking) after spinning the node in an executor thread."""
+    """MuJoCo + the spec's topics. run(executor) blocks until the duration is over or stop is set."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
@@ -183,11 +183,11 @@ class SimBridge(Node):
         from liquid_control.sim.observe import TopicReader
 
         self.spec = load_spec(str(g("robot")))
-        # Lockstep advances one control period per command. Realtime steps at the sensor rate (sim.sensor_rate_hz,
-        # default the control rate): a controller sampling asynchronously then sees fresh sensors and its
-        # command acts within one sensor period, as on a robot whose drivers run faster than its controller.
-        default_rate = self.spec.rate_hz if self.mode == "lockstep" else float(self.spec.sim.get("sensor_rate_hz", self.spec.rate_hz))
-        rate = float(g("rate_hz")) or default_rate
+        # Lockstep advances one control period per command. Realtime steps at the sensor rate
+        # (sim.sensor_rate_hz, default the control rate): a controller sampling asynchronously then sees fresh
+        # sensors and its command acts within one sensor period, as on a robot whose drivers outpace it.
+        sensor_rate = float(self.spec.sim.get("sensor_rate_hz", self.spec.rate_hz))
+        rate = float(g("rate_hz")) or (self.spec.rate_hz if self.mode == "lockstep" else sensor_rate)
         if not 1.0 <= rate <= 10000.0:
             raise LiquidControlError(f"rate_hz must lie in 1..10000, got {rate}")
         self.period_ns = int(round(1e9 / rate))
@@ -213,7 +213,8 @@ class SimBridge(Node):
             import mujoco
 
             name = str(g("push_body")) or str(self.spec.sim.get("push_body", ""))
-            bid = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_BODY, name) if name else self.env.model.nbody - 1
+            model = self.env.model
+            bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) if name else model.nbody - 1
             if bid < 0:
                 raise SpecError(f"push_body: the MuJoCo model has no body named {name!r}")
             self._push_body = bid
@@ -253,7 +254,8 @@ class SimBridge(Node):
         if self.video_path:
             from liquid_control.sim.render import FrameRenderer
 
-            self._renderer = FrameRenderer(self.env.model, width=480, height=360, camera=self.spec.sim.get("camera"))
+            self._renderer = FrameRenderer(self.env.model, width=480, height=360,
+                                           camera=self.spec.sim.get("camera"))
             self._frame_every = max(1, int(round(1.0 / (float(g("video_fps")) * self.period))))
         self._cmd_event = threading.Event()
         self._pending: np.ndarray | None = None  # newest valid command not yet applied

@@ -51,7 +51,8 @@ def resolve_mjcf(spec: RobotSpec, mjcf: str | Path | None = None) -> Path:
     for c in candidates:
         if c.exists():
             return c
-    raise SpecError(f"robot {spec.name!r}: MJCF {str(name)!r} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+    looked = ", ".join(str(c.parent) for c in candidates)
+    raise SpecError(f"robot {spec.name!r}: MJCF {str(name)!r} not found (looked in {looked})")
 
 
 def load_model(path: str | Path) -> mujoco.MjModel:

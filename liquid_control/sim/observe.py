@@ -72,7 +72,8 @@ def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str) -> list[t
         for name in entry.names:
             jid = _id(model, mujoco.mjtObj.mjOBJ_JOINT, name, "joint", where)
             if int(model.jnt_type[jid]) not in _HINGE_OR_SLIDE:
-                raise SpecError(f"{where}: joint {name!r} is not a hinge or slide joint; JointState holds one value per joint")
+                raise SpecError(f"{where}: joint {name!r} is not a hinge or slide joint; "
+                                "JointState holds one value per joint")
             if entry.field == "position":
                 out.append(("qpos", int(model.jnt_qposadr[jid])))
             elif entry.field == "velocity":
@@ -194,7 +195,8 @@ class TopicReader:
         if self.msg_type == JOINT_STATE:
             self.joints = tuple(dict.fromkeys(j for e in entries for j in e.names))
             for fld in _FIELD_DIM_1:
-                full = ObsEntry(topic, JOINT_STATE, fld, self.joints, (1.0,) * len(self.joints), (0.0,) * len(self.joints))
+                n = len(self.joints)
+                full = ObsEntry(topic, JOINT_STATE, fld, self.joints, (1.0,) * n, (0.0,) * n)
                 fields[fld] = _entry_sources(model, full, where)
         else:
             self.joints = ()

@@ -94,7 +94,9 @@ class SensorNoise(_Seeded):
 
     @staticmethod
     def _per_element(name: str, value, n: int) -> np.ndarray:
-        v = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)) if np.ndim(value) == 0 else np.asarray(value, dtype=np.float64)
+        v = np.asarray(value, dtype=np.float64)
+        if v.ndim == 0:
+            v = np.full(n, float(v))
         if v.shape != (n,) or not np.all(np.isfinite(v)) or np.any(v < 0):
             raise WrapperError(f"{name} must be one non-negative number or {n} of them, got {value!r}")
         return v.copy()
