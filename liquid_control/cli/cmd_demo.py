@@ -1,0 +1,312 @@
+"""`liquid-control demo`: the closed loop — MuJoCo sim bridge and liquid controller, two processes over ROS 2.
+
+    liquid-control demo --robot cartpole --duration 20 --out demo_out [--video] [--mode realtime]
+
+1. starts the controller node (`liquid-control run`, the robot's shipped policy unless --model) with
+   ~/step_debug on, under use_sim_time in lockstep mode;
+2. starts the sim bridge (`liquid-control sim`) for --duration seconds of simulated time, which
+   publishes the spec's sensor topics (and /clock), applies the commands, and writes its state trace;
+3. listens to ~/step_debug and /diagnostics meanwhile, then stops the controller.
+
+The summary scores the traced states with the robot's own task (the env's reward and termination:
+for the cart-pole, the pole within 0.2 rad), reports the control rate and dt the controller achieved,
+the sensor-to-command round trip and the last diagnostics level, and re-runs the policy offline on the
+exact observations and dts the node logged to recover its hidden-state traces (and to check that the
+node's actions are the policy's, bit for bit up to float32). Exit status 1 if the task failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liquid_control.core.errors import LiquidControlError
+
+HELP = "closed loop: sim bridge + controller node over ROS 2, with a summary and plot"
+NODE = "liquid_controller"
+LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--robot", default="cartpole", help="robot spec name (default cartpole)")
+    parser.add_argument("--model", help="policy artifact (default: the robot's shipped policy)")
+    parser.add_argument("--duration", type=float, default=20.0, metavar="S", help="simulated seconds (default 20)")
+    parser.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
+                        help="lockstep: deterministic, /clock from the sim, as fast as the loop goes; "
+                             "realtime: wall-clock paced")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "onnxruntime", "torch"))
+    parser.add_argument("--seed", type=int, default=0, help="initial-state seed of the sim")
+    parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
+    parser.add_argument("--out", default="demo_out", help="folder for summary.json, demo.png, logs (default demo_out)")
+    parser.add_argument("--video", action="store_true", help="also render demo.gif (offscreen, MUJOCO_GL=osmesa)")
+    parser.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit (default: generous for --duration)")
+
+
+def _isolated_env() -> dict[str, str]:
+    """Keep the demo's DDS traffic on this machine, on its own domain unless one is set."""
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("MUJOCO_GL", "osmesa")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class _Process:
+    """A child process with its output in a log file; stopped with SIGINT, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], out: Path):
+        self.name, self.log_path = name, out / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            if self.proc.poll() is not None:
+                raise LiquidControlError(f"{self.name} exited ({self.proc.returncode}) before '{needle}'; "
+                                         f"see {self.log_path}: {self.text().strip().splitlines()[-1:]}")
+            if time.monotonic() > deadline:
+                raise LiquidControlError(f"{self.name} did not report '{needle}' within {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+class _Listener:
+    """An rclpy node in this process collecting the controller's step_debug and diagnostics."""
+
+    def __init__(self, domain_id: int):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import Float64MultiArray
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("liquid_control_demo", context=self.context)
+        self.debug: list[np.ndarray] = []
+        self.diagnostics: list[tuple[int, str]] = []
+        self.node.create_subscription(Float64MultiArray, f"/{NODE}/step_debug",
+                                      lambda m: self.debug.append(np.asarray(m.data, dtype=np.float64)), 1000)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # shutdown while spinning: nothing left to collect
+            pass
+
+    def _on_diag(self, msg: Any) -> None:
+        for s in msg.status:
+            if NODE in s.name:
+                level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+                self.diagnostics.append((int(level), s.message))
+
+    def debug_publishers(self) -> int:
+        return self.node.count_publishers(f"/{NODE}/step_debug")
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
+    """Replay the traced states through the robot's task: return, first failure time."""
+    from liquid_control.sim.env import SpecEnv
+
+    env = SpecEnv(robot)
+    env.reset(seed=0)
+    total, failed_at = 0.0, None
+    for t, qpos, qvel, cmd in zip(trace["t"], trace["qpos"], trace["qvel"], trace["command"]):
+        env.reset(options={"qpos": qpos, "qvel": qvel})
+        reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64))
+        total += reward
+        if terminated and failed_at is None:
+            failed_at = float(t)
+    env.close()
+    duration = float(trace["t"][-1]) if trace["t"] else 0.0
+    return {"return": total, "failed_at": failed_at, "time_ok_s": duration if failed_at is None else failed_at,
+            "sim_duration_s": duration}
+
+
+def _replay_policy(model_path: Path | None, robot: str, records: list[dict[str, Any]]) -> tuple[np.ndarray, float]:
+    """Hidden-state trace of the policy stepped on the node's own (obs, dt); max |action difference|."""
+    from liquid_control.core.policy import Policy
+    from liquid_control.core.resources import default_policy_path
+
+    policy = Policy.load(model_path or default_policy_path(robot))
+    states, worst = [], 0.0
+    for r in records:
+        if r["fresh"]:
+            policy.reset()
+        if r["status"] != 0:  # a safe tick: the node reset the state and did not step
+            policy.reset()
+            states.append(policy.state)
+            continue
+        action = policy.step(r["obs"], r["dt"] if r["dt"] > 0 else policy.nominal_period or 0.04)
+        worst = max(worst, float(np.max(np.abs(action - r["action"]))))
+        states.append(policy.state)
+    return np.asarray(states), worst
+
+
+def _parse(debug: list[np.ndarray], obs_size: int, action_size: int) -> list[dict[str, Any]]:
+    from liquid_control.ros.controller_node import DEBUG_FIELDS
+
+    k = len(DEBUG_FIELDS)
+    out = []
+    for d in debug:
+        r = dict(zip(DEBUG_FIELDS, d[:k].tolist()))
+        r["obs"], r["action"] = d[k:k + obs_size], d[k + obs_size:k + obs_size + action_size]
+        r["command"] = d[k + obs_size + action_size:]
+        out.append(r)
+    return out
+
+
+def _plot(path: Path, spec: Any, trace: dict[str, list], records: list[dict[str, Any]], states: np.ndarray) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    t = np.asarray(trace["t"])
+    qpos = np.asarray(trace["qpos"])
+    labels = [lbl for lbl in spec.obs_labels() if ".position[" in lbl] or [f"qpos[{i}]" for i in range(qpos.shape[1])]
+    for i in range(min(qpos.shape[1], len(labels))):
+        axes[0].plot(t, qpos[:, i], label=labels[i])
+    if spec.name.startswith("cartpole"):
+        for s in (-0.2, 0.2):  # the task's failure bound on the hinge angle
+            axes[0].axhline(s, color="tab:orange", lw=0.8, ls="--", label="hinge limit" if s > 0 else None)
+    axes[0].set_ylabel("joint position")
+    axes[0].legend(loc="upper right", fontsize=8)
+    rt = np.asarray([r["time"] for r in records])
+    cmd = np.asarray([r["command"] for r in records])
+    for i, name in enumerate(spec.action.names):
+        axes[1].step(rt, cmd[:, i], where="post", label=f"command {name}")
+    axes[1].set_ylabel("command")
+    axes[1].legend(loc="upper right", fontsize=8)
+    if len(states):
+        axes[2].plot(rt[: len(states)], states[:, : min(12, states.shape[1])], lw=0.8)
+    axes[2].set_ylabel("hidden state (first 12)")
+    axes[2].set_xlabel("sim time [s]")
+    fig.suptitle(f"liquid_control closed loop: {spec.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from liquid_control.core.spec import load_spec
+
+    spec = load_spec(args.robot)
+    if not (args.duration > 0):
+        raise LiquidControlError(f"--duration must be positive, got {args.duration}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = _isolated_env()
+    lockstep = args.mode == "lockstep"
+    timeout = args.timeout or (120.0 + (args.duration * (2.0 if lockstep else 1.5)))
+    cli = [sys.executable, "-m", "liquid_control.cli"]
+
+    ctl_argv = cli + ["run", "--robot", args.robot, "--backend", args.backend]
+    if args.model:
+        ctl_argv += ["--model", str(args.model)]
+    if lockstep:
+        ctl_argv.append("--use-sim-time")
+    ctl_argv += ["--", "-p", "step_debug:=true"]
+    sim_argv = cli + ["sim", "--robot", args.robot, "--mode", args.mode, "--duration", str(args.duration),
+                      "--seed", str(args.seed), "--summary", str(out / "sim_summary.json")]
+    if args.push_period:
+        sim_argv += ["--push-period", str(args.push_period)]
+    if args.video:
+        sim_argv += ["--video", str(out / "demo.gif")]
+
+    print(f"demo: {spec.name}, {args.duration:g} s of sim time ({args.mode}), ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
+          f"logs in {out}/", flush=True)
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    listener = _Listener(int(env["ROS_DOMAIN_ID"]))
+    controller = bridge = None
+    wall0 = time.monotonic()
+    try:
+        controller = _Process("controller", ctl_argv, env, out)
+        controller.wait_for("active: commanding", 60.0)
+        deadline = time.monotonic() + 20.0
+        while listener.debug_publishers() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bridge = _Process("sim_bridge", sim_argv, env, out)
+        try:
+            bridge.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise LiquidControlError(f"the sim did not finish within {timeout:.0f} s; see {bridge.log_path}") from None
+        if bridge.proc.returncode != 0:
+            raise LiquidControlError(f"the sim bridge failed ({bridge.proc.returncode}); see {bridge.log_path}")
+        time.sleep(0.3)  # the last step_debug messages are in flight
+    finally:
+        for p in (bridge, controller):
+            if p is not None:
+                p.stop()
+        listener.close()
+    wall = time.monotonic() - wall0
+
+    sim = json.loads((out / "sim_summary.json").read_text())
+    trace = sim.pop("trace")
+    score = _score(args.robot, trace, spec.period)
+    records = _parse(listener.debug, spec.obs_size, spec.action_size)
+    if not records:
+        raise LiquidControlError(f"no step_debug records came from the controller; see {out}/controller.log")
+    stepped = [r for r in records if r["status"] == 0]
+    sim_span = records[-1]["time"] - records[0]["time"]
+    dts = np.asarray([r["dt"] for r in stepped[1:]]) if len(stepped) > 1 else np.zeros(1)
+    states, action_diff = _replay_policy(Path(args.model) if args.model else None, args.robot, records)
+    level, reason = listener.diagnostics[-1] if listener.diagnostics else (3, "no diagnostics received")
+    commands = max(int(sim.get("commands", 0)), 1)
+    summary = {
+        "robot": spec.name, "mode": args.mode, "duration_s": args.duration,
+        "success": score["failed_at"] is None and score["sim_duration_s"] >= args.duration - 2 * spec.period,
+        "time_balanced_s": score["time_ok_s"], "return": score["return"], "failed_at_s": score["failed_at"],
+        "target_rate_hz": spec.rate_hz,
+        "achieved_rate_hz": (len(records) - 1) / sim_span if sim_span > 0 else 0.0,
+        "ticks": len(records), "ticks_stepped": len(stepped), "safe_ticks": len(records) - len(stepped),
+        "dt_mean_s": float(dts.mean()), "dt_max_abs_error_s": float(np.max(np.abs(dts - spec.period))),
+        "sensor_to_command_mean_ms": 1e3 * float(sim.get("answer_wait", 0.0)) / commands if lockstep else None,
+        "command_timeouts": sim.get("command_timeouts"), "commands_ignored": sim.get("commands_ignored"),
+        "real_time_factor": sim.get("real_time_factor"),
+        "diagnostics_level": LEVELS.get(level, str(level)), "diagnostics_message": reason,
+        "node_vs_offline_policy_max_abs_action_diff": action_diff,
+        "wall_s": wall,
+    }
+    _plot(out / "demo.png", spec, trace, records, states)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    width = max(len(k) for k in summary)
+    for k, v in summary.items():
+        print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    print(f"demo: {'SUCCESS' if summary['success'] else 'FAILED'} — plot {out / 'demo.png'}"
+          + (f", video {out / 'demo.gif'}" if args.video else ""))
+    return 0 if summary["success"] else 1
