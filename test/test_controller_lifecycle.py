@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller_fixtures import COMMAND_TOPIC, SPEC, diag_values, joint_state, make_artifact, parse_debug
+from controller_fixtures import COMMAND_TOPIC, diag_values, joint_state, make_artifact, parse_debug
 from ros_helpers import (NodeProcess, Probe, change_state, console_script, lifecycle_state, ros_params,
                          set_parameter)
 

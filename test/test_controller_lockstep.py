@@ -3,7 +3,6 @@ over DDS): each tick runs on the sensor sample of the same sim instant (no one-t
 the sim period, and every /clock tick is answered by exactly one command — with either executor."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
