@@ -68,12 +68,14 @@ def _random_model(name: str, seed: int) -> tuple[dict[str, Any], dict[str, np.nd
     return cfg, random_params(cfg, seed, sparsity=0.0 if name == "ltc-64" else 0.88)
 
 
-def build_models(folder: Path, use_ncps: bool) -> dict[str, tuple[Path, Any]]:
+def build_models(folder: Path, use_ncps: bool, names: tuple[str, ...] = MODELS) -> dict[str, tuple[Path, Any]]:
     """name -> (artifact path, ncps module or None)."""
     from liquid_control.core.artifact import write_artifact
 
     out = {}
     for i, name in enumerate(MODELS):
+        if name not in names:
+            continue
         path = folder / f"{name}.onnx"
         if use_ncps:
             from liquid_control.learning.ncps_import import export_ncps
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     per_round = args.steps // args.rounds
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_models(Path(tmp), use_ncps)
+        built = build_models(Path(tmp), use_ncps, tuple(models))
         for name in models:
             path, module = built[name]
             steppers: dict[str, Callable] = {}
