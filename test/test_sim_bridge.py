@@ -39,6 +39,33 @@ def test_messages_assemble_to_the_env_observation(robot):
     assert np.any(obs != 0)
 
 
+def test_new_robot_messages_and_twist_command(tmp_path):
+    """The pendulum of test_sim_env (MJCF + spec only): Imu, Float64MultiArray and JointState effort
+    messages assemble to the env's observation, and a Twist command decodes onto its actuator."""
+    from geometry_msgs.msg import Twist
+
+    from liquid_control.ros.messages import decode_command
+    from liquid_control.ros.sim_bridge import _MessageFiller
+    from test_sim_env import PENDULUM_SPEC, PENDULUM_XML
+
+    (tmp_path / "pendulum.xml").write_text(PENDULUM_XML)
+    (tmp_path / "pendulum.yaml").write_text(PENDULUM_SPEC)
+    env = SpecEnv(tmp_path / "pendulum.yaml")
+    env.reset(seed=1)
+    twist = Twist()
+    twist.angular.y = 0.75
+    assert env.apply_command(decode_command(twist, env.robot_spec.action))
+    env.advance(0.1)
+    expected = env.sim_state_observation()  # refreshes sensors to the new state, as the bridge does before publishing
+    assembler = ObservationAssembler(env.robot_spec)
+    for topic in env.robot_spec.topics:
+        filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+        assert assembler.update(topic, filler.fill(1), 1.0) is None
+    obs, fault = assembler.assemble(1.0)
+    assert fault is None and env.data.ctrl[0] == 0.75
+    np.testing.assert_array_equal(obs, expected)
+
+
 def test_imu_message_is_complete_and_marks_missing_fields():
     from liquid_control.ros.sim_bridge import _MessageFiller
 

@@ -272,3 +272,57 @@ def test_png_renders_nonblank(tmp_path: Path):
     gif = write_video(frames, tmp_path / "ep.gif", fps=25)
     assert Image.open(gif).n_frames == len(frames) >= 2
     env.close()
+
+
+# ------------------------------------------------------------------------------ a new robot, no code
+PENDULUM_XML = """<mujoco model="pendulum">
+  <option timestep="0.005"/>
+  <worldbody>
+    <body name="arm" pos="0 0 1">
+      <joint name="shoulder" type="hinge" axis="0 1 0" damping="0.1"/>
+      <geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.03" mass="1"/>
+      <site name="imu" pos="0 0 -0.25"/>
+    </body>
+  </worldbody>
+  <actuator><motor name="shoulder_motor" joint="shoulder" gear="2"/></actuator>
+  <sensor>
+    <gyro name="gyro" site="imu"/>
+    <framepos name="tip_pos" objtype="site" objname="imu"/>
+  </sensor>
+</mujoco>
+"""
+
+PENDULUM_SPEC = """robot: pendulum
+rate_hz: 50.0
+observation:
+  - {topic: joint_states, type: sensor_msgs/JointState, field: position, joints: [shoulder]}
+  - {topic: joint_states, type: sensor_msgs/JointState, field: effort, joints: [shoulder]}
+  - {topic: imu, type: sensor_msgs/Imu, field: angular_velocity, axes: [y], sim: {sensor: gyro}}
+  - {topic: probe, type: std_msgs/Float64MultiArray, field: data, index: [0, 2], sim: {sensor: tip_pos}}
+action:
+  topic: cmd_vel
+  type: geometry_msgs/Twist
+  names: [angular.y]
+  scale: 2.0
+  limits: {lower: -1.5, upper: 1.5}
+sim:
+  mjcf: pendulum.xml
+  actuators: [shoulder_motor]   # a Twist command names axes; these are the actuators they drive
+"""
+
+
+def test_a_new_robot_is_an_mjcf_and_a_spec(tmp_path: Path):
+    """No code: an MJCF and a spec YAML give a registered env (task 'none'), with effort, sensor and
+    Float64MultiArray observations and a Twist command mapped onto actuators by sim.actuators."""
+    (tmp_path / "pendulum.xml").write_text(PENDULUM_XML)
+    (tmp_path / "pendulum.yaml").write_text(PENDULUM_SPEC)
+    env = gym.make("liquid_control/Robot-v0", robot=str(tmp_path / "pendulum.yaml"))
+    obs, _ = env.reset(seed=0)
+    obs, reward, terminated, _tr, info = env.step([0.5])
+    u = env.unwrapped
+    assert u.data.ctrl[0] == 1.0 and reward == 0.0 and not terminated and info["dt"] == pytest.approx(0.02)
+    shoulder = u.data.joint("shoulder")
+    tip = u.data.site("imu").xpos
+    np.testing.assert_allclose(obs, [shoulder.qpos[0], 2.0 * 1.0, shoulder.qvel[0], tip[0], tip[2]], atol=1e-12)
+    env.step([5.0])  # 10 beyond the limit: clamped to 1.5
+    assert u.data.ctrl[0] == 1.5
