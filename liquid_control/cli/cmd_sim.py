@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lockstep-timeout", type=float, metavar="S",
                         help="wall seconds to wait for a command (default 2)")
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
-    parser.add_argument("--push-force", type=float, metavar="N", help="push force in newtons (along x)")
+    parser.add_argument("--push-force", type=float, metavar="N",
+                        help="push force in newtons along x (default: the spec's sim.push_force)")
     parser.add_argument("--push-body", metavar="BODY",
                         help="MuJoCo body to push (default: the spec's sim.push_body, else the last body)")
     parser.add_argument("--summary", metavar="JSON", help="write a run summary with the state trace here")

@@ -167,7 +167,7 @@ class SimBridge(Node):
         p("duration", 0.0)  # sim seconds (realtime: paced to wall seconds); 0: until stopped
         p("lockstep_timeout", 2.0)
         p("push_period", 0.0)
-        p("push_force", 0.0)
+        p("push_force", 0.0)  # N; 0: the spec's sim.push_force
         p("push_body", "")
         p("wait_for_controller", 10.0)  # lockstep: wall seconds to wait for the command publisher
         p("summary", "")  # path: write a JSON summary (and state trace) when the run ends
@@ -207,7 +207,11 @@ class SimBridge(Node):
         self.lockstep_timeout = float(g("lockstep_timeout"))
         self.wait_for_controller = float(g("wait_for_controller"))
         self.summary_path = str(g("summary"))
-        self.push_period, self.push_force = float(g("push_period")), float(g("push_force"))
+        self.push_period = float(g("push_period"))
+        self.push_force = float(g("push_force")) or float(self.spec.sim.get("push_force", 0.0))
+        if self.push_period > 0 and self.push_force == 0:
+            self.get_logger().warning("push_period is set but push_force is 0 (and the spec has no "
+                                      "sim.push_force): the pushes do nothing")
         self._push_body = -1
         if self.push_period > 0:
             import mujoco
