@@ -150,3 +150,33 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
         Trainer(PPOConfig(steps=256, **TINY), out, command="test", progress=False)
     with pytest.raises(TrainingError, match="units=8, now units=16"):
         Trainer(PPOConfig(steps=256, **{**TINY, "units": 16}), out, resume=True, command="test", progress=False)
+
+
+def test_distill_dagger_student_from_the_shipped_teacher(tmp_path):
+    """DAgger: the full-state cartpole policy teaches a positions-only student; the export runs on the runtime."""
+    from liquid_control.core.resources import default_policy_path
+    from liquid_control.learning.distill import DistillConfig, distill
+
+    out = tmp_path / "distill"
+    cfg = DistillConfig(robot="cartpole_novel", teacher=str(default_policy_path("cartpole")), units=8,
+                        backbone_units=16, iters=2, n_envs=2, rollout_steps=64, seq_len=16, batch=16,
+                        grad_steps=10, eval_episodes=1)
+    res = distill(cfg, out, command="test", progress=False)
+    assert res["steps"] == 2 * 2 * 64
+    losses = [float(r["loss"]) for r in rows(out / "metrics.csv")]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    policy = Policy.load(out / "policy.onnx", spec=load_spec("cartpole_novel"))
+    prov = policy.meta["provenance"]
+    assert prov["teacher_robot"] == "cartpole" and prov["algorithm"].startswith("DAgger")
+    assert run_episodes(policy, "cartpole_novel", episodes=1)["episodes"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--teacher", "/nonexistent/teacher.onnx"], "teacher /nonexistent/teacher.onnx does not exist"),
+    (["--robot", "marsrover"], "unknown robot 'marsrover'"),
+    (["--rollout-steps", "50", "--seq-len", "32"], "rollout-steps (50) must be a multiple of seq-len (32)"),
+])
+def test_distill_bad_input_is_a_one_line_error(tmp_path, capsys, argv, message):
+    assert main(["distill", "--iters", "1", "--out", str(tmp_path / "d"), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("liquid-control distill: error:") and message in err and "\n" not in err

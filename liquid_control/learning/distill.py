@@ -45,7 +45,7 @@ class DistillConfig:
     backbone_layers: int = 1
     iters: int = 20
     n_envs: int = 8
-    rollout_steps: int = 250             # per env and iteration
+    rollout_steps: int = 256             # per env and iteration
     beta_decay: float = 0.5              # beta_i = beta_decay ** i (i = 0: teacher only)
     seq_len: int = 32
     batch: int = 64                      # sequences per gradient step
