@@ -62,7 +62,8 @@ CLOCK_QOS = SENSOR_PUB_QOS
 @dataclass
 class BridgeStats:
     sim_time: float = 0.0  # physics seconds simulated
-    wall_time: float = 0.0
+    wall_time: float = 0.0  # from the first tick (after waiting for the controller) to the end
+    startup_wait: float = 0.0  # lockstep: wall seconds spent waiting for the controller to appear
     ticks: int = 0
     preroll_ticks: int = 0
     commands: int = 0
@@ -376,7 +377,7 @@ class SimBridge(Node):
     def run(self, executor: SingleThreadedExecutor) -> BridgeStats:
         """Run until duration or stop. Realtime spins `executor` in a thread; lockstep spins it in this
         thread between ticks (no thread hand-off on the command's path: the round trip is the cost)."""
-        wall0 = time.monotonic()
+        self._wall0 = time.monotonic()
         spinner = None
         try:
             if self.mode == "lockstep":
@@ -386,7 +387,7 @@ class SimBridge(Node):
                 spinner.start()
                 self._run_realtime()
         finally:
-            self.stats.wall_time = time.monotonic() - wall0
+            self.stats.wall_time = time.monotonic() - self._wall0
             self.stop.set()
             if spinner is not None:
                 spinner.join(timeout=2.0)
@@ -464,6 +465,8 @@ class SimBridge(Node):
         while (self.wait_for_controller > 0 and self.count_publishers(self.spec.action.topic) == 0
                and not self.stop.is_set() and time.monotonic() - t0 < self.wait_for_controller):
             executor.spin_once(timeout_sec=0.01)
+        self._wall0 = time.monotonic()  # the run's wall time starts with its first tick
+        self.stats.startup_wait = self._wall0 - t0
         clock_ns = self.period_ns  # the controller ignores a zero /clock
         started = False
         while not self._done(self.stats.sim_time):
