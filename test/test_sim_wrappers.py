@@ -7,8 +7,8 @@ import pytest
 
 import liquid_control.sim  # noqa: F401  (registers the ids)
 from liquid_control.sim.env import SpecEnv, make_env
-from liquid_control.sim.wrappers import (ActionDelay, AppendDt, ControlJitter, ObservationDropout, SensorNoise,
-                                         WrapperError)
+from liquid_control.sim.wrappers import (ActionDelay, AppendDt, ControlJitter, ObservationDropout,
+                                         PhysicsRandomization, SensorNoise, WrapperError)
 
 ZERO = np.zeros(1, np.float32)
 
@@ -25,7 +25,8 @@ def run(env, steps, action=ZERO, seed=0):
 def test_everything_is_off_by_default():
     env = gym.make("liquid_control/CartPole-v0")
     assert isinstance(env.unwrapped, SpecEnv)
-    assert not any(isinstance(w, (ActionDelay, ControlJitter, SensorNoise, ObservationDropout, AppendDt))
+    assert not any(isinstance(w, (ActionDelay, ControlJitter, SensorNoise, ObservationDropout, AppendDt,
+                                  PhysicsRandomization))
                    for w in _chain(env))
     assert type(make_env("cartpole")) is SpecEnv
 
@@ -125,3 +126,27 @@ def test_make_with_all_options_is_reproducible():
         np.testing.assert_array_equal(oa, ob)
         assert ia == ib
     assert oa.shape == (5,)
+
+
+def test_physics_randomization_draws_per_episode_from_nominal():
+    env = PhysicsRandomization(SpecEnv("cartpole"), mass=0.3, damping=0.5, gear=0.2, seed=0)
+    model = env.unwrapped.model
+    nominal_mass, nominal_gear = model.body_mass.copy(), model.actuator_gear[:, 0].copy()
+    _obs, info = env.reset(seed=1)
+    first = model.body_mass.copy()
+    scale = info["physics_scale"]
+    np.testing.assert_allclose(first, nominal_mass * scale["mass"])
+    np.testing.assert_allclose(model.actuator_gear[:, 0], nominal_gear * scale["gear"])
+    assert np.all(np.abs(scale["mass"] - 1) <= 0.3) and np.any(scale["mass"] != 1)
+    for _ in range(20):  # scales come from the nominal values each time: no drift
+        env.reset()
+        heavy = nominal_mass > 0  # the world body has no mass
+        assert np.all(np.abs(model.body_mass[heavy] / nominal_mass[heavy] - 1) <= 0.3 + 1e-12)
+    env.reset(seed=1)
+    np.testing.assert_array_equal(model.body_mass, first)  # seeded
+    # and it changes the dynamics: the same action moves the cart differently than the nominal robot
+    plain = SpecEnv("cartpole")
+    plain.reset(seed=1)
+    a = run(env, 5, action=np.array([0.5], np.float32), seed=1)[-1][0]
+    b = run(plain, 5, action=np.array([0.5], np.float32), seed=1)[-1][0]
+    assert not np.allclose(a, b)

@@ -320,17 +320,17 @@ class SpecEnv(gym.Env):
 
 def make_env(robot: RobotSpec | str | Path = "cartpole", *, dt_jitter: float = 0.0, drop_prob: float = 0.0,
              obs_noise: float | list[float] = 0.0, action_delay: int | tuple[int, int] = 0,
-             obs_dropout: float = 0.0, append_dt: bool = False, wrapper_seed: int | None = None,
-             **env_kwargs: Any) -> gym.Env:
+             obs_dropout: float = 0.0, append_dt: bool = False, physics: float = 0.0,
+             wrapper_seed: int | None = None, **env_kwargs: Any) -> gym.Env:
     """Gymnasium entry point: a SpecEnv, plus the real-robot wrappers whose options are non-zero.
 
     e.g. gymnasium.make("liquid_control/CartPole-v0", dt_jitter=0.2, drop_prob=0.05, obs_noise=0.01)
     """
     env: gym.Env = SpecEnv(robot, **env_kwargs)
-    if dt_jitter or drop_prob or np.any(obs_noise) or np.any(action_delay) or obs_dropout or append_dt:
+    if dt_jitter or drop_prob or np.any(obs_noise) or np.any(action_delay) or obs_dropout or append_dt or physics:
         from liquid_control.sim.wrappers import wrap_real_robot
 
         env = wrap_real_robot(env, dt_jitter=dt_jitter, drop_prob=drop_prob, obs_noise=obs_noise,
                               action_delay=action_delay, obs_dropout=obs_dropout, append_dt=append_dt,
-                              seed=wrapper_seed)
+                              physics=physics, seed=wrapper_seed)
     return env

@@ -7,6 +7,8 @@
 - SensorNoise: Gaussian noise on the observation (in observation units), plus a per-episode bias.
 - ActionDelay: the action takes effect `delay` control ticks later (fixed, or drawn per episode).
 - ObservationDropout: with probability p a tick brings no new observation; the last one is held.
+- PhysicsRandomization: per episode, body masses, joint damping and actuator gains are scaled by
+  factors drawn uniformly from [1 - s, 1 + s] (the robot is never quite the model).
 
 Seeding: every wrapper draws from its own generator. `seed=` seeds it at construction; reset(seed=s)
 reseeds it from (s, wrapper) so that a seeded episode is reproducible whatever came before.
@@ -170,6 +172,43 @@ class ObservationDropout(_Seeded):
         return obs, reward, terminated, truncated, info
 
 
+class PhysicsRandomization(_Seeded):
+    """Per episode: body masses (and inertias), joint damping and actuator gear scaled by U(1 - s, 1 + s).
+
+    Each factor is drawn per element (per body, per dof, per actuator); the nominal values are kept and
+    restored before every draw, so the model never drifts. info["physics_scale"] holds the draw.
+    """
+
+    def __init__(self, env: gym.Env, mass: float = 0.0, damping: float = 0.0, gear: float = 0.0,
+                 seed: int | None = None):
+        super().__init__(env, seed)
+        self.spread = {"mass": _check_prob("mass spread", mass), "damping": _check_prob("damping spread", damping),
+                       "gear": _check_prob("gear spread", gear)}
+        m = env.unwrapped.model
+        self._nominal = {"body_mass": m.body_mass.copy(), "body_inertia": m.body_inertia.copy(),
+                         "dof_damping": m.dof_damping.copy(), "actuator_gear": m.actuator_gear.copy()}
+        self.scale: dict[str, np.ndarray] = {}
+
+    def _draw(self, n: int, spread: float) -> np.ndarray:
+        return self.rng.uniform(1.0 - spread, 1.0 + spread, size=n) if spread else np.ones(n)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:  # reseed first: the draw below must follow from this seed
+            self.rng = np.random.default_rng([int(seed), self._tag])
+        m, nom = self.env.unwrapped.model, self._nominal
+        mass = self._draw(m.nbody, self.spread["mass"])
+        damping = self._draw(m.nv, self.spread["damping"])
+        gear = self._draw(m.nu, self.spread["gear"])
+        m.body_mass[:] = nom["body_mass"] * mass
+        m.body_inertia[:] = nom["body_inertia"] * mass[:, None]  # same shape, heavier: inertia scales too
+        m.dof_damping[:] = nom["dof_damping"] * damping
+        m.actuator_gear[:, 0] = nom["actuator_gear"][:, 0] * gear
+        self.scale = {"mass": mass, "damping": damping, "gear": gear}
+        obs, info = self.env.reset(seed=seed, options=options)
+        info["physics_scale"] = self.scale
+        return obs, info
+
+
 class AppendDt(gym.ObservationWrapper):
     """Append dt / nominal period (1.0 on time) to the observation, for policies that take no dt input."""
 
@@ -195,8 +234,12 @@ class AppendDt(gym.ObservationWrapper):
 
 def wrap_real_robot(env: gym.Env, *, dt_jitter: float = 0.0, drop_prob: float = 0.0,
                     obs_noise: float | list[float] = 0.0, action_delay: int | tuple[int, int] = 0,
-                    obs_dropout: float = 0.0, append_dt: bool = False, seed: int | None = None) -> gym.Env:
-    """Apply the wrappers whose options are set, innermost first: delay, jitter, noise, dropout, dt."""
+                    obs_dropout: float = 0.0, append_dt: bool = False, physics: float = 0.0,
+                    seed: int | None = None) -> gym.Env:
+    """Apply the wrappers whose options are set, innermost first: physics, delay, jitter, noise, dropout,
+    dt. `physics` is the spread for masses, damping and gears alike (PhysicsRandomization)."""
+    if physics:
+        env = PhysicsRandomization(env, mass=physics, damping=physics, gear=physics, seed=seed)
     if np.any(action_delay):
         env = ActionDelay(env, action_delay, seed=seed)
     if dt_jitter or drop_prob:
