@@ -199,33 +199,45 @@ class _Synapses:
     which the caller folds into its constants. Work is restricted to the bounding box of the nonzero
     synapses (an NCP wiring's recurrent synapses cover inter/command -> command/motor only), laid out
     post-major so the sum over presynaptic neurons is one `vecdot` along contiguous rows.
+
+    With `const_column`, each row gets one more "synapse" whose tanh is exactly 1 (slope 0, offset -30)
+    and whose weights `self.const` (2, post) the caller sets: the vecdot then also adds those constants,
+    which saves two vector operations per ODE unfold.
     """
 
     def __init__(self, mu: np.ndarray, sigma: np.ndarray, W: np.ndarray, Werev: np.ndarray,
-                 pre_buffer: np.ndarray) -> None:
+                 pre_buffer: np.ndarray, const_column: bool = False) -> None:
         nz = (W != 0) | (Werev != 0)
         rows, cols = np.flatnonzero(nz.any(axis=1)), np.flatnonzero(nz.any(axis=0))
-        self.empty = rows.size == 0
-        if self.empty:
+        if rows.size == 0:  # no synapses at all: one zero-weight synapse keeps the code path uniform
             rows = cols = np.array([0])
         self.pre = slice(int(rows[0]), int(rows[-1]) + 1)
         self.post = slice(int(cols[0]), int(cols[-1]) + 1)
         box = (self.pre, self.post)
-        half_sigma = 0.5 * sigma[box]
-        self.a = np.ascontiguousarray(half_sigma.T, F)                         # (post, pre)
-        self.b = np.ascontiguousarray((half_sigma * mu[box]).T, F)
-        self.w = np.ascontiguousarray(np.stack([0.5 * Werev[box].T, 0.5 * W[box].T]), F)  # (2, post, pre)
+        extra = 1 if const_column else 0
+        half_sigma = 0.5 * sigma[box].T                                           # (post, pre)
+        npost, npre = half_sigma.shape
+        self.a = np.zeros((npost, npre + extra), F)
+        self.b = np.full((npost, npre + extra), -30.0, F)   # tanh(0 * v + 30) == 1.0 exactly in float32
+        self.w = np.zeros((2, npost, npre + extra), F)
+        self.a[:, :npre] = half_sigma
+        self.b[:, :npre] = half_sigma * mu[box].T
+        self.w[0, :, :npre], self.w[1, :, :npre] = 0.5 * Werev[box].T, 0.5 * W[box].T
+        self.const = self.w[:, :, npre] if const_column else None
         self.t = np.empty(self.a.shape, F)
-        self.out = np.zeros((2, self.a.shape[0]), F)
-        self.row = pre_buffer[self.pre][None, :]  # a fixed view: the caller refills pre_buffer in place
+        # A fixed view of the presynaptic values (the caller refills pre_buffer in place). With the constant
+        # column it reaches one element further: any finite value works there, its slope is 0, so the
+        # caller gives pre_buffer one spare element after the neurons.
+        self.row = pre_buffer[self.pre.start:self.pre.stop + extra][None, :]
+        assert self.row.shape[1] == npre + extra, "pre_buffer needs a spare element for the constant column"
 
-    def sums(self) -> np.ndarray:
+    def sums(self, out: np.ndarray) -> np.ndarray:
         t = self.t
         _mul(self.row, self.a, t)
         _sub(t, self.b, t)
         _tanh(t, t)
-        _vecdot(self.w, t, out=self.out)
-        return self.out
+        _vecdot(self.w, t, out=out)
+        return out
 
 
 def _vecdot_fallback(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -239,6 +251,9 @@ class _Ltc:
     """The LTC fused semi-implicit solver, unrolled ode_unfolds times per step:
 
         v <- (cm_t v + gleak vleak + sum Werev sig) / (cm_t + gleak + sum W sig + eps),  cm_t = cm unfolds / dt
+
+    Per unfold: four (post x pre) array operations for the synapses, whose vecdot also adds the per-step
+    constants, then num = cm_t v + S0 and v = num / S1: seven numpy calls.
     """
 
     def __init__(self, p: Params, cfg: dict[str, Any]) -> None:
@@ -253,42 +268,46 @@ class _Ltc:
         self.const_num, self.const_den = const_num.astype(F), const_den.astype(F)
         self.cm_u = (f64("ltc.cm") * self.unfolds).astype(F)
         self.xs = np.empty(I, F)
-        self.v = np.empty(N, F)
+        self.v_ext = np.zeros(N + 1, F)  # the state and one spare element (see _Synapses)
+        self.v = self.v_ext[:N]
         self.sensory = _Synapses(f64("ltc.sensory_mu"), f64("ltc.sensory_sigma"), f64("ltc.sensory_W"),
                                  f64("ltc.sensory_Werev"), self.xs)
-        self.recurrent = _Synapses(f64("ltc.mu"), f64("ltc.sigma"), f64("ltc.W"), f64("ltc.Werev"), self.v)
+        self.recurrent = _Synapses(f64("ltc.mu"), f64("ltc.sigma"), f64("ltc.W"), f64("ltc.Werev"), self.v_ext,
+                                   const_column=True)
         self.cm_t = np.empty(N, F)
-        self.base_num = self.const_num.copy()   # + sensory numerator (inside the sensory box, each step)
-        self.base_den = np.empty(N, F)          # cm_t + const_den + sensory denominator
+        # base[0] = const_num + sensory numerator, base[1] = cm_t + const_den + sensory denominator
+        self.base = np.empty((2, N), F)
+        self.base[0] = self.const_num
+        # nd = [numerator - cm_t v; denominator]: the recurrent vecdot writes its box, the rest stays at base
+        self.nd = np.empty((2, N), F)
         self.num = np.empty(N, F)
-        self.den = np.empty(N, F)
         sp, rp = self.sensory.post, self.recurrent.post
-        self.const_num_s, self.base_num_s, self.base_den_s = self.const_num[sp], self.base_num[sp], self.base_den[sp]
-        self.num_r, self.den_r, self.base_den_r = self.num[rp], self.den[rp], self.base_den[rp]
+        self.sens_out = np.empty((2, sp.stop - sp.start), F)
+        self.const_num_s = self.const_num[sp]
+        self.base0_s, self.base1_s = self.base[0, sp], self.base[1, sp]
+        self.base_r, self.nd_r = self.base[:, rp], self.nd[:, rp]
+        self.nd0, self.nd1 = self.nd[0], self.nd[1]
         self.inv_dt = np.zeros((), F)
 
     def run(self, x: np.ndarray, h: np.ndarray, dt: float) -> np.ndarray:
-        xs, v, num, den, cm_t, base_num, base_den = self.xs, self.v, self.num, self.den, self.cm_t, self.base_num, self.base_den
+        xs, v, num, cm_t, nd0, nd1, nd_r = self.xs, self.v, self.num, self.cm_t, self.nd0, self.nd1, self.nd_r
         _mul(x, self.input_w, xs)
         _add(xs, self.input_b, xs)
         self.inv_dt[()] = 1.0 / dt
         _mul(self.cm_u, self.inv_dt, cm_t)
-        _add(cm_t, self.const_den, base_den)
-        if not self.sensory.empty:
-            s = self.sensory.sums()
-            _add(self.const_num_s, s[0], self.base_num_s)
-            _add(self.base_den_s, s[1], self.base_den_s)
-        _copyto(den, base_den)  # outside the recurrent box the denominator stays at its base
+        _add(cm_t, self.const_den, self.base[1])
+        s = self.sensory.sums(self.sens_out)
+        _add(self.const_num_s, s[0], self.base0_s)
+        _add(self.base1_s, s[1], self.base1_s)
+        _copyto(self.recurrent.const, self.base_r)
+        _copyto(self.nd, self.base)
         _copyto(v, h)
-        rec, num_r, den_r, base_den_r = self.recurrent, self.num_r, self.den_r, self.base_den_r
+        sums = self.recurrent.sums
         for _ in range(self.unfolds):
+            sums(nd_r)
             _mul(cm_t, v, num)
-            _add(num, base_num, num)
-            if not rec.empty:
-                s = rec.sums()
-                _add(num_r, s[0], num_r)
-                _add(base_den_r, s[1], den_r)
-            _div(num, den, v)
+            _add(num, nd0, num)
+            _div(num, nd1, v)
         return v
 
 
