@@ -85,11 +85,11 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
                 if m.topic != cmd_topic:
                     err = asm.update(sensors[m.topic], m.msg, now)
                     if err is not None:
-                        bag.stats.skipped[(m.topic, f"does not fit the spec: {err}")] += 1
+                        bag.stats.skip(m.topic, f"does not fit the spec: {err}")
                     continue
                 v = command_vector(m.msg, spec)
                 if v is None:
-                    bag.stats.skipped[(m.topic, "recorded command does not fit the spec's action")] += 1
+                    bag.stats.skip(m.topic, "recorded command does not fit the spec's action")
                     continue
                 vec, fault = asm.assemble(now)
                 gap = last_t is not None and (t - last_t) * 1e-9 > max_gap * spec.period

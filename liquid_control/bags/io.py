@@ -249,6 +249,14 @@ class ReadStats:
     damage: str | None = None  # set when a recovering read stopped at damage
     notes: list[str] = field(default_factory=list)
 
+    MAX_REASONS = 20  # distinct reasons kept per topic; more are pooled (memory stays bounded)
+
+    def skip(self, topic: str, reason: str, n: int = 1) -> None:
+        key = (topic, reason)
+        if key not in self.skipped and sum(1 for t, _ in self.skipped if t == topic) >= self.MAX_REASONS:
+            key = (topic, "other reasons (too many different ones to list)")
+        self.skipped[key] += n
+
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
@@ -500,7 +508,7 @@ class BagReader:
         try:
             msg, trailing = decode_cdr(self.typestore, raw.data, raw.msgtype)
         except CdrError as exc:
-            self.stats.skipped[(raw.topic, str(exc))] += 1
+            self.stats.skip(raw.topic, str(exc))
             return None
         self.stats.decoded += 1
         self.stats.padded += trailing > 3

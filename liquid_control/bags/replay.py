@@ -504,7 +504,7 @@ class _Loop:
             return
         err = self.asm.update(sensor, msg, (t_ns - self.t0) * 1e-9)
         if err is not None:
-            self.result.stats.skipped[(topic, f"does not fit the spec: {err}")] += 1
+            self.result.stats.skip(topic, f"does not fit the spec: {err}")
 
     def finish(self) -> None:
         """The ticks up to and including the last message's time."""
@@ -515,7 +515,7 @@ class _Loop:
     def _recorded(self, topic: str, msg: Any) -> None:
         v = command_vector(msg, self.spec)
         if v is None:
-            self.result.stats.skipped[(topic, "recorded command does not fit the spec's action")] += 1
+            self.result.stats.skip(topic, "recorded command does not fit the spec's action")
         else:
             self.recorded = v
 
@@ -600,8 +600,8 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         for t_ev, (topic, m) in reorder.flush():
             event(t_ev, topic, m)
         if reorder.dropped:
-            result.stats.skipped[("(all)", f"header stamp older than the {options.reorder_window:g} s reorder "
-                                           "window")] += reorder.dropped
+            result.stats.skip("(all)", f"header stamp older than the {options.reorder_window:g} s reorder window",
+                              reorder.dropped)
     loop.finish()
     if bar is not None:
         bar.update(n & 2047)
