@@ -253,3 +253,15 @@ def test_writer_is_atomic_and_never_overwrites(tmp_path):
         BagWriter(tmp_path / "b", storage="rosbag1")
     with pytest.raises(BagError, match="folder .* does not exist"):
         BagWriter(tmp_path / "no" / "b")
+
+
+def test_skip_accounting_stays_bounded():
+    from liquid_control.bags.io import ReadStats
+
+    st = ReadStats()
+    for i in range(1000):
+        st.skip("/t", f"reason {i}")
+    st.skip("/u", "other topic", 3)
+    assert st.skipped_total == 1003
+    assert len(st.skipped) == ReadStats.MAX_REASONS + 2
+    assert st.skipped[("/t", "other reasons (too many different ones to list)")] == 1000 - ReadStats.MAX_REASONS
