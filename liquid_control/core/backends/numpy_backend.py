@@ -20,7 +20,7 @@ Policy copies what it keeps.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -155,41 +155,60 @@ class _CfcLayer:
         else:
             self.head_bias, self.bb_bias = None, self.first_bias
 
-    def run(self, dt: np.ndarray, neg_dt: np.ndarray) -> None:
-        """dt, neg_dt: 0-d float32 arrays holding dt and -dt (cheaper operands than a Python float)."""
-        first = True
-        for W, src, out, act in self.backbone:
-            _dot(W, src, out)
-            if first and self.bb_bias is not None:
-                _add(out, self.bb_bias, out)
-            first = False
-            act()
-        H = self.H
-        _dot(self.W, self.src, H)
-        if self.head_bias is not None:
-            _add(H, self.head_bias, H)
+    def compile(self, dt: np.ndarray, neg_dt: np.ndarray) -> Callable[[], None]:
+        """The layer update as a closure over its buffers (local names, no attribute lookups per step).
+
+        dt, neg_dt: the backend's 0-d float32 arrays holding dt and -dt for the current step."""
+        backbone = tuple(self.backbone)
+        bb_bias, head_bias, W, src, H, out = self.bb_bias, self.head_bias, self.W, self.src, self.H, self.out
+        dot, add, mul, sub, tanh, exp, absolute = _dot, _add, _mul, _sub, _tanh, _exp, _abs
+
+        def run_backbone() -> None:
+            first = True
+            for Wb, src_b, out_b, act in backbone:
+                dot(Wb, src_b, out_b)
+                if first and bb_bias is not None:
+                    add(out_b, bb_bias, out_b)
+                first = False
+                act()
+
         if self.mode == "pure":
-            # -A exp(-dt (w_tau + |ff1|)) ff1 + A
-            ff1, tmp = self.ff1, self.tmp
-            _abs(ff1, tmp)
-            _add(tmp, self.w_tau, tmp)
-            _mul(tmp, neg_dt, tmp)
-            _exp(tmp, tmp)
-            _mul(tmp, ff1, tmp)
-            _mul(tmp, self.neg_A, tmp)
-            _add(tmp, self.A, self.out)
-            return
-        t_a = self.t_a
-        _mul(t_a, dt, t_a)
-        _add(t_a, self.t_b, t_a)                  # u / 2
-        _tanh(self.tanh_part, self.tanh_part)     # ff1, ff2, T = tanh(u / 2); sigmoid = 0.5 + 0.5 T
-        if self.mode == "no_gate":
-            _mul(t_a, self.ff2, t_a)
-        else:
-            d = self.t_b  # t_b is dead once the gate argument is formed; reuse it
-            _sub(self.ff2, self.ff1, d)
-            _mul(t_a, d, t_a)
-        _dot(self.mix, self.H3, self.out)
+            ff1, tmp, w_tau, neg_A, A = self.ff1, self.tmp, self.w_tau, self.neg_A, self.A
+
+            def run() -> None:  # -A exp(-dt (w_tau + |ff1|)) ff1 + A
+                if backbone:
+                    run_backbone()
+                dot(W, src, H)
+                if head_bias is not None:
+                    add(H, head_bias, H)
+                absolute(ff1, tmp)
+                add(tmp, w_tau, tmp)
+                mul(tmp, neg_dt, tmp)
+                exp(tmp, tmp)
+                mul(tmp, ff1, tmp)
+                mul(tmp, neg_A, tmp)
+                add(tmp, A, out)
+            return run
+
+        t_a, t_b, ff1, ff2, tanh_part, mix, H3 = self.t_a, self.t_b, self.ff1, self.ff2, self.tanh_part, self.mix, self.H3
+        gated = self.mode == "default"
+
+        def run() -> None:
+            if backbone:
+                run_backbone()
+            dot(W, src, H)
+            if head_bias is not None:
+                add(H, head_bias, H)
+            mul(t_a, dt, t_a)
+            add(t_a, t_b, t_a)         # u / 2
+            tanh(tanh_part, tanh_part)  # ff1, ff2, T = tanh(u / 2); sigmoid = 0.5 + 0.5 T
+            if gated:
+                sub(ff2, ff1, t_b)     # t_b is dead once the gate argument is formed; reuse it
+                mul(t_a, t_b, t_a)
+            else:
+                mul(t_a, ff2, t_a)
+            dot(mix, H3, out)
+        return run
 
 
 class _Synapses:
@@ -355,8 +374,7 @@ class NumpyBackend:
         else:
             self.action = self.y[:-1]
 
-        # one specialised step per model kind, chosen once (no per-step branching on the config)
-        self.step = self._step_ltc if self.cell == "ltc" else self._step_cfc
+        self.step = self._step_ltc if self.cell == "ltc" else self._compile_cfc()
 
     def _normalise(self, obs: np.ndarray) -> None:
         x = self.x
@@ -364,16 +382,35 @@ class NumpyBackend:
         _mul(x, self.inv_std, x)
         _clip(x, self.lo, self.hi, x)
 
-    def _step_cfc(self, obs: np.ndarray, dt: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._normalise(obs)
-        self.dt[()] = dt
-        self.neg_dt[()] = -dt
-        _copyto(self.h_new, h)  # the layers update Z[I:] in place, in order
-        for layer in self.layers:
-            layer.run(self.dt, self.neg_dt)
-        if self.proj:
-            _dot(self.Wp, self.y, self.action)
-        return self.action, self.h_new
+    def _compile_cfc(self) -> Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The whole CfC step as one closure over preallocated buffers."""
+        dt0, ndt = self.dt, self.neg_dt
+        runs = tuple(layer.compile(dt0, ndt) for layer in self.layers)
+        single = runs[0] if len(runs) == 1 else None
+        need_neg = self.cfg["cfc"]["mode"] == "pure"
+        x, mean, inv_std, lo, hi, h_new = self.x, self.mean, self.inv_std, self.lo, self.hi, self.h_new
+        proj, Wp, y, action = self.proj, getattr(self, "Wp", None), self.y, self.action
+        result = (self.action, self.h_new)
+        sub, mul, clip, copyto, dot = _sub, _mul, _clip, _copyto, _dot
+
+        def step(obs: np.ndarray, dt: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            sub(obs, mean, x)
+            mul(x, inv_std, x)
+            clip(x, lo, hi, x)
+            dt0[()] = dt
+            if need_neg:
+                ndt[()] = -dt
+            copyto(h_new, h)  # the layers update Z[I:] in place, in order
+            if single is not None:
+                single()
+            else:
+                for run in runs:
+                    run()
+            if proj:
+                dot(Wp, y, action)
+            return result
+
+        return step
 
     def _step_ltc(self, obs: np.ndarray, dt: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._normalise(obs)
