@@ -11,6 +11,8 @@ numpy backend.
 Rows (timed in interleaved rounds, best round reported; x real time = bag seconds / wall seconds):
   replay              `liquid_control.bags.replay.replay` end to end: open, read, decode, assemble,
                       policy step, command pipeline, RMSE vs recorded commands (no output files)
+    replay, no network  the same with a constant-action policy (everything but the network)
+    read+decode, ours  BagReader.messages over the same topics (tolerant decoding, stats)
   rosbags read+deser  baseline: rosbags' Reader + Typestore.deserialize_cdr over the same topics, nothing else
   policy steps alone  baseline: the same number of Policy.step calls on a fixed observation, nothing else
 Memory (each in a fresh child process): peak traced Python allocations (tracemalloc) and peak RSS of a
@@ -63,6 +65,39 @@ def _replay_once(bag: Path, model: Path) -> tuple[float, float, int]:
     t = time.perf_counter()
     result = replay(bag, policy, spec)
     return time.perf_counter() - t, result.span, result.ticks
+
+
+class _NullPolicy:
+    """Constant action: replay without the network, to split the policy's share from the rest."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.a = np.zeros(1, np.float32)
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, obs, dt):
+        return self.a
+
+
+def _null_once(bag: Path) -> float:
+    from liquid_control.bags.replay import replay
+
+    t = time.perf_counter()
+    replay(bag, _NullPolicy(), _spec())
+    return time.perf_counter() - t
+
+
+def _ours_read_once(bag: Path) -> float:
+    from liquid_control.bags.io import open_bag
+
+    t = time.perf_counter()
+    with open_bag(bag) as b:
+        for _ in b.messages(["/joint_states", "/effort_controller/commands"]):
+            pass
+    return time.perf_counter() - t
 
 
 def _rosbags_once(bag: Path) -> tuple[float, int]:
@@ -150,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                 wall, span, ticks = _replay_once(bag, model)
                 rows.setdefault(f"replay ({st})", []).append(wall)
                 spans[f"replay ({st})"] = span
+                rows.setdefault(f"  replay, no network ({st})", []).append(_null_once(bag))
+                spans[f"  replay, no network ({st})"] = span
+                rows.setdefault(f"  read+decode, ours ({st})", []).append(_ours_read_once(bag))
+                spans[f"  read+decode, ours ({st})"] = args.seconds
                 wall, _ = _rosbags_once(bag)
                 rows.setdefault(f"rosbags read+deser ({st})", []).append(wall)
                 spans[f"rosbags read+deser ({st})"] = args.seconds
