@@ -238,3 +238,27 @@ def test_cli_outputs_truncated_bag_and_default_policy(model, tmp_path, capsys):
     assert "policies/cartpole.onnx" in capsys.readouterr().out
     assert main(["replay", str(info.path), "--no-progress"]) == 2
     assert "give --robot" in capsys.readouterr().err
+
+
+def test_unknown_type_topics_are_left_out_of_the_copy_with_a_note(model, bag, tmp_path):
+    import sqlite3
+
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg("float64 torque\n", "acme_msgs/msg/Gizmo"))
+    with open_bag(bag.path) as src:
+        store.register({k: v for k, v in src.typestore.fielddefs.items() if k not in store.fielddefs})
+        with BagWriter(tmp_path / "g", storage="sqlite3", typestore=store) as w:
+            for t in src.topics.values():
+                w.add_topic_like(t, src.typestore)
+            w.add_topic("/gizmo", "acme_msgs/msg/Gizmo")
+            for m in src.raw_messages():
+                w.write(m.topic, m.log_time_ns, m.data)
+            w.write_msg("/gizmo", m.log_time_ns, store.types["acme_msgs/msg/Gizmo"](torque=1.0))
+    with sqlite3.connect(tmp_path / "g" / "g.db3") as db:  # an older recorder stored no definitions
+        db.execute("DELETE FROM message_definitions WHERE topic_type = 'acme_msgs/msg/Gizmo'")
+    result = replay(tmp_path / "g", policy(model), SPEC, out_bag=tmp_path / "out", with_bag_topics=True)
+    assert any("not copied to the output bag: /gizmo (acme_msgs/msg/Gizmo" in n for n in result.notes)
+    with open_bag(tmp_path / "out") as out:
+        assert "/gizmo" not in out.topics and out.topics["/joint_states"].count == bag.joint_messages

@@ -245,9 +245,14 @@ class BagSink:
         self.encoder = CommandEncoder(spec, reader.typestore)
         self.topic = command_topic
         self.copy = set()
+        self.notes: list[str] = []
         try:
             for name in copy_topics:
-                self.writer.add_topic_like(reader.topics[name], reader.typestore)
+                t = reader.topics[name]
+                if t.msgtype not in reader.typestore.fielddefs:  # no definition anywhere: cannot describe it
+                    self.notes.append(f"not copied to the output bag: {name} ({t.msgtype}: no message definition)")
+                    continue
+                self.writer.add_topic_like(t, reader.typestore)
                 self.copy.add(name)
             self.writer.add_topic(command_topic, spec.action.msg_type, qos=(COMMAND_QOS,))
         except BaseException:
@@ -404,6 +409,7 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
                     result.notes.append(f"the bag already has {normalize_topic(spec.action.topic)}: replayed commands "
                                         f"written on {topic}")
                 made.append(BagSink(Path(out_bag), spec, bag, storage=out_storage, command_topic=topic, copy_topics=copy))
+                result.notes += made[-1].notes
                 result.outputs["bag"] = Path(out_bag)
             if csv is not None:
                 made.append(CsvSink(Path(csv), spec, state_size))
