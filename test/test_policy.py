@@ -15,6 +15,14 @@ BACKENDS = ("numpy", "onnxruntime", "torch")
 STEPS = 1000
 TOL = 1e-5
 
+def _stack_with_backbones(mode: str) -> dict:
+    """A wired stack whose layers also have backbones (cellmath allows it; ncps never builds it)."""
+    cfg = cfc_cfg(7, 16, 3, layers=[10, 6], mode=mode)
+    for spec in cfg["cfc"]["layers"]:
+        spec["backbone"] = 1
+    return cfg
+
+
 # name -> (cfg, random_params keyword arguments)
 CASES = {
     "cfc-default": (cfc_cfg(17, 64, 6), {}),
@@ -27,6 +35,8 @@ CASES = {
     "cfc-wired-default": (cfc_cfg(17, 64, 6, layers=[35, 23, 6]), {"sparsity": 0.7}),
     "cfc-wired-pure": (cfc_cfg(17, 64, 6, layers=[35, 23, 6], mode="pure"), {"sparsity": 0.7}),
     "cfc-wired-no_gate-proj": (cfc_cfg(17, 32, 4, layers=[20, 8, 4], mode="no_gate", proj=True), {"sparsity": 0.5}),
+    "cfc-stack-backbones": (_stack_with_backbones("default"), {"backbone_units": 12}),
+    "cfc-stack-backbones-pure": (_stack_with_backbones("pure"), {"backbone_units": 12}),
     "ltc-fc": (ltc_cfg(17, 32, 32, ode_unfolds=6), {}),
     "ltc-fc-proj": (ltc_cfg(17, 32, 6, ode_unfolds=3), {}),
     "ltc-wired-motor": (ltc_cfg(17, 64, 6, motor_size=6, ode_unfolds=6), {"sparsity": 0.88}),
