@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Both create .venv themselves.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,9 @@ venv: $(STAMP)
 $(STAMP): setup.py requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[train,ros,bags,dev]'
+	# (grep drops pip's notes about absent local index folders; pipefail keeps pip's exit status)
+	set -o pipefail; $(PY) -m pip install -q -c requirements/constraints.txt -e '.[train,ros,bags,dev]' 2>&1 \
+	  | { grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true; }
 	touch $@
 
 demo: venv

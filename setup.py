@@ -43,7 +43,7 @@ setup(
     install_requires=["numpy>=1.24", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],
     extras_require={
         "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.0", "mujoco>=3.1", "tqdm>=4.60",
-                  "matplotlib>=3.7", "imageio>=2.30", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
+                  "matplotlib>=3.7", "imageio>=2.30", "imageio-ffmpeg>=0.5", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
         "ros": ros_wheels,
         "bags": ["rosbags>=0.10", "tqdm>=4.60", "matplotlib>=3.7"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.10", "colcon-common-extensions>=0.3"],
