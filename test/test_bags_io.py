@@ -265,3 +265,31 @@ def test_skip_accounting_stays_bounded():
     assert st.skipped_total == 1003
     assert len(st.skipped) == ReadStats.MAX_REASONS + 2
     assert st.skipped[("/t", "other reasons (too many different ones to list)")] == 1000 - ReadStats.MAX_REASONS
+
+
+def test_damaged_mcap_chunk_errors_or_is_skipped_and_counted(tmp_path):
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    info = write_cartpole_bag(tmp_path / "b", duration=30.0, storage="mcap")
+    f = info.path / "b.mcap"
+    r = McapReader(f)
+    r.open()
+    chunks = sorted(r.chunks, key=lambda c: c.message_start_time)
+    r.close()
+    assert len(chunks) >= 3
+    bad = chunks[1]
+    data = bytearray(f.read_bytes())
+    pos = bad.chunk_start_offset + 9 + 40  # the chunk's first record (uncompressed, as rosbags writes it)
+    assert data[pos] == 0x05  # a message record: opcode, then its length
+    data[pos + 1:pos + 9] = (2**40).to_bytes(8, "little")  # a length running far past the chunk
+    f.write_bytes(bytes(data))
+    with open_bag(info.path) as bag:
+        with pytest.raises(BagError, match="damaged after log time .*Truncated record.*--recover"):
+            list(bag.raw_messages())
+    with open_bag(info.path, recover=True) as bag:
+        got = [m.log_time_ns for m in bag.raw_messages()]
+        (key, lost), = bag.stats.skipped.items()
+    assert key[0] == "(chunk)" and f"damaged chunk at byte {bad.chunk_start_offset}" in key[1]
+    assert lost == sum(bad.channel_count.values()) and len(got) == info.joint_messages + info.command_messages - lost
+    assert got == sorted(got) and not any(bad.message_start_time <= t <= bad.message_end_time for t in got)
+    assert got[-1] > bad.message_end_time  # reading went on after the damage

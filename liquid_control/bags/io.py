@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -43,7 +43,7 @@ try:
     from rosbags.rosbag2 import ReaderError, Writer, WriterError
     from rosbags.rosbag2.enums import StoragePlugin
     from rosbags.rosbag2.reader import DirectoryReader
-    from rosbags.rosbag2.storage_mcap import McapReader
+    from rosbags.rosbag2.storage_mcap import McapReader, msgsrc
     from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
     from rosbags.serde import SerdeError
     from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
@@ -328,6 +328,37 @@ class _RecoveringMcapReader(McapReader):
         self.damage = (f"{self.path}: {reason} - file cut at byte {size}; read {records} intact records "
                        f"({n} messages) up to byte {end}")
 
+    on_damaged_chunk: Callable[[str, int], None] | None = None  # (reason, messages lost), set by BagReader
+
+    def messages(self, connections: Any, start: int | None = None, stop: int | None = None) -> Iterator[Any]:
+        """Recovering: chunk by chunk, so that a damaged chunk (bad checksum, undecompressable) is
+        skipped and reported with the number of messages it held, and reading goes on after it.
+        (Chunks that overlap in time - several writers - need rosbags' merge: no skipping then.)"""
+        chunks = sorted(self.chunks, key=lambda c: c.message_start_time)
+        overlap = any(a.message_end_time >= b.message_start_time for a, b in zip(chunks, chunks[1:]))
+        if not self.recover or not chunks or overlap:
+            yield from super().messages(connections, start, stop)
+            return
+        channel_map = {c.id: c for c in connections}
+        for chunk in chunks:
+            if ((start is not None and chunk.message_end_time < start) or (stop is not None and chunk.message_start_time >= stop)
+                    or not any(chunk.channel_count.get(cid, 0) for cid in channel_map)):
+                continue
+            lo = chunk.message_start_time if start is None else start
+            hi = chunk.message_end_time + 1 if stop is None else stop
+            try:
+                msgs = list(msgsrc(chunk, channel_map, lo, hi, self.bio))  # one chunk in memory, as rosbags does
+            except _STORAGE_ERRORS + (RuntimeError,) as exc:  # zstd / lz4 raise their own error types
+                lost = sum(chunk.channel_count.get(cid, 0) for cid in channel_map)
+                if self.on_damaged_chunk is not None:
+                    self.on_damaged_chunk(f"damaged chunk at byte {chunk.chunk_start_offset} (log time "
+                                          f"{chunk.message_start_time / 1e9:.3f}..{chunk.message_end_time / 1e9:.3f} s): "
+                                          f"{_explain(exc)}", lost)
+                continue
+            for m in msgs:
+                if m.offset:
+                    yield m.connection, m.timestamp, m.data
+
 
 class _StrictMcapReader(_RecoveringMcapReader):
     recover = False
@@ -412,6 +443,11 @@ class BagReader:
         for s in getattr(storage, "storages", [storage]):
             if getattr(s, "damage", None):
                 self.stats.damage = s.damage
+            if isinstance(s, _RecoveringMcapReader):
+                s.on_damaged_chunk = self._damaged_chunk
+
+    def _damaged_chunk(self, reason: str, lost: int) -> None:
+        self.stats.skip("(chunk)", reason, lost)
 
     def _hint(self, exc: BaseException) -> str:
         text = str(exc)
