@@ -149,7 +149,7 @@ BAD_OBS = {
     "strings": (["a"] * 17, "dtype <U1"),
     "nan": (np.where(np.arange(17) == 3, np.nan, 0.0), "non-finite values at index [3]"),
     "inf": (np.where(np.arange(17) == 16, -np.inf, 0.0).astype(np.float32), "non-finite values at index [16]"),
-    "float64 overflowing float32": (np.full(17, 1e300), "non-finite values"),
+    "float64 overflowing float32": (np.full(17, 1e300), "beyond the float32 range at index [0, 1,"),
 }
 
 

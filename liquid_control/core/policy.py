@@ -22,7 +22,7 @@ from liquid_control.core.errors import StepError
 from liquid_control.core.spec import RobotSpec
 
 F = np.float32
-_ndarray, _f32 = np.ndarray, np.dtype(np.float32)
+_ndarray, _f32, _f64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
 _INF = math.inf
 _copyto = np.copyto
 
@@ -40,6 +40,8 @@ class Policy:
         self._h = np.zeros(self._N, F)
         self._zeros_obs, self._zeros_h = np.zeros(self._I, F), np.zeros(self._N, F)
         self._zeros_action = np.zeros(artifact.action_size, F)
+        self._zeros_obs64 = np.zeros(self._I, np.float64)
+        self._obs32 = np.empty(self._I, F)  # conversion buffer for observations that are not float32
 
     @classmethod
     def load(cls, path: str | Path | Artifact, backend: str = "numpy", spec: RobotSpec | None = None,
@@ -117,14 +119,27 @@ class Policy:
         return action.copy()
 
     def _coerce(self, obs: Any) -> np.ndarray:
-        """Any observation that is not a native float32 vector of the right length: check, convert, or raise."""
+        """Any observation that is not a native float32 vector of the right length: check, convert into a
+        preallocated float32 buffer, or raise StepError."""
         if type(obs) is not _ndarray:
             obs = self._as_array(obs)
         if obs.shape != self._shape:
             raise StepError(f"observation has shape {obs.shape}, expected ({self._I},)")
-        if obs.dtype != _f32 or not obs.dtype.isnative:
-            return self._to_float32(obs)
-        return np.ascontiguousarray(obs)
+        kind = obs.dtype.kind
+        if kind not in "fiu":
+            raise StepError(f"observation dtype {obs.dtype} is not a real number type")
+        if kind == "f":
+            finite = obs.dot(self._zeros_obs64) == 0.0 if obs.dtype == _f64 else bool(np.isfinite(obs).all())
+            if not finite:
+                bad = np.flatnonzero(~np.isfinite(obs))
+                raise StepError(f"observation has non-finite values at index {bad.tolist()[:8]}")
+        out = self._obs32
+        # float64 beyond +-3.4e38 becomes inf here (numpy warns once); refused just below
+        _copyto(out, obs, casting="unsafe")
+        if out.dot(self._zeros_obs) != 0.0:
+            bad = np.flatnonzero(~np.isfinite(out))
+            raise StepError(f"observation has values beyond the float32 range at index {bad.tolist()[:8]}")
+        return out
 
     @staticmethod
     def _as_array(obs: Any) -> np.ndarray:
@@ -135,18 +150,6 @@ class Policy:
         if arr.dtype.kind not in "fiu":
             raise StepError(f"observation dtype {arr.dtype} is not a real number type")
         return arr
-
-    @staticmethod
-    def _to_float32(obs: np.ndarray) -> np.ndarray:
-        if obs.dtype.kind not in "fiu":
-            raise StepError(f"observation dtype {obs.dtype} is not a real number type")
-        with np.errstate(over="ignore", invalid="ignore"):
-            obs32 = obs.astype(F)
-        if obs.dtype.kind == "f" and not np.array_equal(np.isfinite(obs), np.isfinite(obs32)):
-            bad = np.flatnonzero(np.isfinite(obs) != np.isfinite(obs32))
-            raise StepError(f"observation has values beyond the float32 range (non-finite values at index "
-                            f"{bad.tolist()[:8]} after conversion)")
-        return obs32
 
     @staticmethod
     def _as_dt(dt: Any) -> float:
