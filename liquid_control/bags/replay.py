@@ -426,12 +426,12 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
         try:
             _run(bag, policy, spec, asm, sensors, recorded_topic, start_ns, stop_ns, options,
                  out_sinks, result, progress, with_bag_topics)
+            if result.ticks == 0:  # nothing to show: no output files either
+                raise BagError(f"no {', '.join(sensors)} messages in the replayed window of {bag.path}")
             ok = True
         finally:
             for s in out_sinks:
                 s.close(ok)
-        if result.ticks == 0:
-            raise BagError(f"no {', '.join(sensors)} messages in the replayed window of {bag.path}")
     result.wall = time.perf_counter() - wall0
     return result
 
