@@ -214,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                 "cpus": os.cpu_count(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "weights": "ncps export" if use_ncps else "random cellmath params"}
         if use_ncps:
-            import ncps
+            from importlib.metadata import version
+
             import torch
 
-            meta.update(torch=torch.__version__, ncps=getattr(ncps, "__version__", "?"))
+            meta.update(torch=torch.__version__, ncps=version("ncps"))  # ncps.__version__ says 0.0.2 in 1.0.1
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
         print(f"wrote {args.json}")
