@@ -7,8 +7,11 @@ because the controller only ever wants the newest sample: nothing queues up behi
 1 kHz stream costs one callback per message, never a backlog. (Reliable retransmission of an old sensor
 sample is useless to a controller anyway: the next sample supersedes it.)
 
-E-stop: the same profile, so any publisher connects; the latest value latches in the node until a new
-one arrives (publish `True` repeatedly or once: either works; `False` releases).
+E-stop: RELIABLE, KEEP_LAST 10, VOLATILE. Unlike a sensor sample, an e-stop `True` is not superseded
+by the next message: losing it is unsafe, so it must be delivered reliably (a best-effort subscription
+dropped a single `True` under load in testing). The price: a best-effort e-stop publisher does not
+connect — publish e-stops reliably (the rclpy/rclcpp and `ros2 topic pub` default). The latest value
+latches in the node until a new one arrives (`False` releases).
 
 Command: RELIABLE, KEEP_LAST 1, VOLATILE. A reliable publisher matches both reliable subscribers
 (ros2_control's forward_command_controller uses the system default, reliable) and best-effort ones;
@@ -23,7 +26,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=DurabilityPolicy.VOLATILE)
-ESTOP_QOS = SENSOR_QOS
+ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.VOLATILE)
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
