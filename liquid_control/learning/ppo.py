@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
@@ -177,17 +178,14 @@ class Trainer:
         self.ckpt_path, self.best_path = self.out / "checkpoint.pt", self.out / "best.pt"
         self.csv_path = self.out / "metrics.csv"
         torch.set_num_threads(1)  # tiny networks: threads cost more than they give (and the CPU is shared)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the only randomness besides the envs' (seeded at reset)
 
         env_kwargs = dict(cfg.env_kwargs, dt_jitter=cfg.dt_jitter)
         probe = make_env(cfg.robot, **env_kwargs)
         self.obs_size = int(np.prod(probe.observation_space.shape))
         self.action_size = int(np.prod(probe.action_space.shape))
         self.dt0 = nominal_dt(probe)
-        self.spec = getattr(probe.unwrapped, "spec_robot", None)  # the RobotSpec, when the env carries it
         probe.close()
-        import gymnasium as gym
 
         fns = [env_factory(cfg.robot, cfg.seed + i, **env_kwargs) for i in range(cfg.n_envs)]
         vec_cls = gym.vector.SyncVectorEnv if cfg.vector == "sync" else gym.vector.AsyncVectorEnv
@@ -215,7 +213,7 @@ class Trainer:
         return {"config": asdict(self.cfg), "agent": self.agent.state_dict(), "opt": self.opt.state_dict(),
                 "obs_rms": self.obs_rms.state_dict(), "global_step": self.global_step, "update": self.update,
                 "best_eval": self.best_eval, "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(),
-                "np_rng": self.rng.bit_generator.state, "obs_size": self.obs_size,
+                "obs_size": self.obs_size,
                 "action_size": self.action_size, "dt0": self.dt0}
 
     def _load(self, path: Path) -> None:
@@ -232,7 +230,6 @@ class Trainer:
         self.global_step, self.update = int(st["global_step"]), int(st["update"])
         self.best_eval, self.elapsed = float(st["best_eval"]), float(st.get("elapsed", 0.0))
         torch.set_rng_state(st["torch_rng"])
-        self.rng.bit_generator.state = st["np_rng"]
         print(f"resumed {path} at step {self.global_step} (update {self.update})")
 
     # -- rollout
@@ -449,13 +446,18 @@ class Trainer:
                 "artifact": str(artifact), "solved": self.best_eval >= SUCCESS_RETURN.get(cfg.robot, math.inf)}
 
     def _save(self, path: Path) -> None:
-        # Ctrl-C must not land in the middle of a checkpoint write: hold SIGINT until it is on disk.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        # Ctrl-C must not land in the middle of a checkpoint write: hold it until the file is on disk, then raise.
+        if not _main_thread():
+            save_checkpoint(path, self._state())
+            return
+        pending: list[int] = []
+        old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
         try:
             save_checkpoint(path, self._state())
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt
 
 
 GRAD_EXPLODED = 1e6  # a pre-clipping gradient norm this large means the run has diverged
