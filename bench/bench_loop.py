@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from liquid_control.ros.background import BackgroundNode
+
 HERE = Path(__file__).resolve()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -137,29 +139,16 @@ def run_bare(model: str, backend: str, rate: float, duration: float, warmup: flo
 
 # ---------------------------------------------------------------------------------------- node
 
-class DiagListener:
-    def __init__(self) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
+class DiagListener(BackgroundNode):
+    """The controller's diagnostics reports, with their receive time."""
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("bench_loop_listener", context=self.context)
+    def __init__(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        super().__init__("bench_loop_listener")
         self.reports: list[tuple[float, dict[str, str], str]] = []
         self._lock = threading.Lock()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except Exception:
-            pass
 
     def _on_diag(self, msg) -> None:
         for s in msg.status:
@@ -170,13 +159,6 @@ class DiagListener:
     def since(self, t: float) -> list[tuple[float, dict[str, str], str]]:
         with self._lock:
             return [r for r in self.reports if r[0] >= t]
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def measure_node(model: str, backend: str, rate: float, duration: float, warmup: float,

@@ -14,8 +14,6 @@ Every wait is bounded and fails with a message saying what was waited for (and t
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from liquid_control.ros.background import BackgroundNode, ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,77 +49,19 @@ def ros_params(**params: Any) -> list[str]:
     return out
 
 
-class NodeProcess:
-    """A node (or any command) in its own process; output goes to a log file."""
+class NodeProcess(ChildProcess):
+    """A node (or any command) in its own process; output goes to a log file (a temp dir by default)."""
 
     def __init__(self, argv: list[str], name: str = "node", env: dict[str, str] | None = None,
                  log_dir: str | Path | None = None, cwd: str | Path | None = None):
-        self.argv, self.name = argv, name
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"lc_{name}_"))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}.log"
-        self.cwd = cwd or REPO
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "NodeProcess":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
-        return self
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def tail(self, n: int = 30) -> str:
-        return "\n".join(self.output().splitlines()[-n:])
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_for_output(self, pattern: str, timeout: float) -> re.Match:
-        """Wait until the log matches the regex `pattern`; fail if the process exits first."""
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while True:
-            m = rx.search(self.output())
-            if m:
-                return m
-            if not self.alive():
-                raise AssertionError(f"{self.name} exited ({self.proc.returncode}) before printing "
-                                     f"{pattern!r}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} did not print {pattern!r} within {timeout} s:\n{self.tail()}")
-            time.sleep(0.05)
+        super().__init__(argv, name, log_dir or tempfile.mkdtemp(prefix=f"lc_{name}_"),
+                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd or REPO)
 
     def wait_exit(self, timeout: float) -> int:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.name} did not exit within {timeout} s:\n{self.tail()}") from None
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGINT (a clean shutdown), then SIGKILL of its process group if it hangs."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self) -> "NodeProcess":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 class Collector:
@@ -155,29 +97,11 @@ class Collector:
             self.items.clear()
 
 
-class Probe:
+class Probe(BackgroundNode):
     """An rclpy node in the test process, spun by a background thread, on its own Context."""
 
     def __init__(self, name: str = "test_probe"):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"{name}_{os.getpid()}", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, Exception):  # context shut down under us at close()
-            pass
+        super().__init__(f"{name}_{os.getpid()}")
 
     def publisher(self, msg_type: type, topic: str, qos: Any = 10) -> Any:
         return self.node.create_publisher(msg_type, topic, qos)
@@ -216,20 +140,6 @@ class Probe:
             return future.result()
         finally:
             self.node.destroy_client(client)
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
-
-    def __enter__(self) -> "Probe":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- lifecycle + parameters

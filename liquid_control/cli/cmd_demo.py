@@ -20,10 +20,8 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from liquid_control.core.errors import LiquidControlError
+from liquid_control.ros.background import BackgroundNode, ChildProcess
 
 HELP = "closed loop: sim bridge + controller node over ROS 2, with a summary and plot"
 NODE = "liquid_controller"
@@ -62,65 +61,19 @@ def _isolated_env() -> dict[str, str]:
     return env
 
 
-class _Process:
-    """A child process with its output in a log file; stopped with SIGINT, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], out: Path):
-        self.name, self.log_path = name, out / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, needle: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            if self.proc.poll() is not None:
-                raise LiquidControlError(f"{self.name} exited ({self.proc.returncode}) before '{needle}'; "
-                                         f"see {self.log_path}: {self.text().strip().splitlines()[-1:]}")
-            if time.monotonic() > deadline:
-                raise LiquidControlError(f"{self.name} did not report '{needle}' within {timeout:.0f} s; see {self.log_path}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-
-
-class _Listener:
-    """An rclpy node in this process collecting the controller's step_debug and diagnostics."""
+class _Listener(BackgroundNode):
+    """Collects the controller's step_debug records and diagnostics levels in this process."""
 
     def __init__(self, domain_id: int):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import Float64MultiArray
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("liquid_control_demo", context=self.context)
+        super().__init__("liquid_control_demo", domain_id=domain_id)
         self.debug: list[np.ndarray] = []
         self.diagnostics: list[tuple[int, str]] = []
         self.node.create_subscription(Float64MultiArray, f"/{NODE}/step_debug",
                                       lambda m: self.debug.append(np.asarray(m.data, dtype=np.float64)), 1000)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # shutdown while spinning: nothing left to collect
-            pass
 
     def _on_diag(self, msg: Any) -> None:
         for s in msg.status:
@@ -130,11 +83,6 @@ class _Listener:
 
     def debug_publishers(self) -> int:
         return self.node.count_publishers(f"/{NODE}/step_debug")
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
@@ -255,12 +203,12 @@ def run(args: argparse.Namespace) -> int:
     controller = bridge = None
     wall0 = time.monotonic()
     try:
-        controller = _Process("controller", ctl_argv, env, out)
-        controller.wait_for("active: commanding", 60.0)
+        controller = ChildProcess(ctl_argv, "controller", out, env=env).start()
+        controller.wait_for_output("active: commanding", 60.0)
         deadline = time.monotonic() + 20.0
         while listener.debug_publishers() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        bridge = _Process("sim_bridge", sim_argv, env, out)
+        bridge = ChildProcess(sim_argv, "sim_bridge", out, env=env).start()
         try:
             bridge.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -268,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
         if bridge.proc.returncode != 0:
             raise LiquidControlError(f"the sim bridge failed ({bridge.proc.returncode}); see {bridge.log_path}")
         time.sleep(0.3)  # the last step_debug messages are in flight
+    except (ChildProcessError, TimeoutError) as exc:
+        raise LiquidControlError(str(exc).splitlines()[0]) from None
     finally:
         for p in (bridge, controller):
             if p is not None:
