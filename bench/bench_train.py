@@ -108,8 +108,11 @@ def bench_throughput(steps: int, seed: int, rounds: int) -> dict[str, Any]:
     names = ["ours CfC-32", "ours LTC-32", "sb3 PPO MLP-64x64", "sb3-contrib RecurrentPPO LSTM-32"]
     secs, done = {n: 0.0 for n in names}, {n: 0 for n in names}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {"ours CfC-32": ours("cartpole", 10**9, seed, Path(tmp) / "cfc", "cfc", eval_every=10**9),
-                "ours LTC-32": ours("cartpole", 10**9, seed, Path(tmp) / "ltc", "ltc", eval_every=10**9)}
+        # target_kl=None: all 10 epochs every update, as sb3 (whose target_kl defaults to None)
+        runs = {"ours CfC-32": ours("cartpole", 10**9, seed, Path(tmp) / "cfc", "cfc", eval_every=10**9,
+                                    target_kl=None),
+                "ours LTC-32": ours("cartpole", 10**9, seed, Path(tmp) / "ltc", "ltc", eval_every=10**9,
+                                    target_kl=None)}
         models = {"sb3 PPO MLP-64x64": sb3_model("mlp", "cartpole", seed),
                   "sb3-contrib RecurrentPPO LSTM-32": sb3_model("lstm", "cartpole", seed)}
         for r in range(rounds):

@@ -61,10 +61,12 @@ def test_train_resume_export_and_evaluate(tmp_path):
     assert summary["episodes"] == 2 and all(r >= 1 for r in summary["returns"])
 
 
-def test_export_matches_the_torch_actor(tmp_path):
+@pytest.mark.parametrize("cell, wiring", [("cfc", "full"), ("cfc", "ncp"), ("ltc", "full")])
+def test_export_matches_the_torch_actor(tmp_path, cell, wiring):
     """The artifact computes the training actor's mean action (obs statistics frozen into it)."""
     out = tmp_path / "run"
-    trainer = Trainer(PPOConfig(steps=256, seed=1, **TINY), out, command="test", progress=False)
+    cfg = PPOConfig(steps=256, seed=1, **{**TINY, "cell": cell}, wiring=wiring)
+    trainer = Trainer(cfg, out, command="test", progress=False)
     trainer.train()
     state = load_checkpoint(out / "best.pt")
     trainer.agent.load_state_dict(state["agent"])
@@ -134,7 +136,8 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path):
     (["--units", "0"], "units must be a positive integer"),
     (["--n-steps", "100", "--tbptt", "16"], "n-steps (100) must be a multiple of tbptt (16)"),
     (["--dt-jitter", "1.5"], "dt-jitter must lie in [0, 1)"),
-    (["--timestep", "0.03"], "control period"),  # 0.04 s is not a whole number of 0.03 s steps
+    (["--timestep", "0.03"], "control period"),
+    (["--wiring", "random"], "unknown wiring 'random'"),  # 0.04 s is not a whole number of 0.03 s steps
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, argv, message):
     rc = main(["train", "--steps", "256", "--out", str(tmp_path / "run"), "--no-progress", *argv])

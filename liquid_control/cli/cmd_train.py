@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--robot", default=d.robot, help="robot spec name (cartpole, cartpole_novel, reacher)")
     p.add_argument("--cell", default=d.cell, help="liquid cell: cfc or ltc")
     p.add_argument("--units", type=int, default=d.units, help="hidden units of the cell")
+    p.add_argument("--wiring", default=d.wiring, help="full (fully connected + projection) or ncp (ncps AutoNCP)")
     p.add_argument("--backbone-units", type=int, default=d.backbone_units, help="CfC backbone width")
     p.add_argument("--backbone-layers", type=int, default=d.backbone_layers, help="CfC backbone depth")
     p.add_argument("--mode", default=d.mode, help="CfC mode: default, pure or no_gate")
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.learning.ppo import PPOConfig, train
     from liquid_control.learning.train_utils import command_line
 
-    cfg = PPOConfig(robot=args.robot, cell=args.cell, units=args.units, backbone_units=args.backbone_units,
+    cfg = PPOConfig(robot=args.robot, cell=args.cell, units=args.units, wiring=args.wiring,
+                    backbone_units=args.backbone_units,
                     backbone_layers=args.backbone_layers, mode=args.mode, steps=args.steps, seed=args.seed,
                     n_envs=args.n_envs, vector=args.vector, n_steps=args.n_steps, tbptt=args.tbptt,
                     epochs=args.epochs, minibatches=args.minibatches, lr=args.lr, gamma=args.gamma,

@@ -53,6 +53,7 @@ class PPOConfig:
     backbone_units: int = 32
     backbone_layers: int = 1
     mode: str = "default"           # CfC mode
+    wiring: str = "full"            # "full" (fully connected + projection) or "ncp" (ncps AutoNCP, motor = action)
     steps: int = 100_000            # total env steps
     seed: int = 0
     n_envs: int = 8
@@ -105,15 +106,30 @@ class PPOConfig:
                                 f"do not split into {self.minibatches} minibatches")
         if self.vector not in ("sync", "async"):
             raise TrainingError(f"vector must be 'sync' or 'async', got {self.vector!r}")
+        if self.wiring not in ("full", "ncp"):
+            raise TrainingError(f"unknown wiring {self.wiring!r}; choose full or ncp")
         if self.mode not in ("default", "pure", "no_gate"):
             raise TrainingError(f"unknown CfC mode {self.mode!r}; choose default, pure or no_gate")
 
 
 # ------------------------------------------------------------------------------------------ the agent
 def build_cell(cfg: PPOConfig, obs_size: int, action_size: int) -> nn.Module:
-    """The liquid cell whose projection is the action mean (liquid_control.learning.cells)."""
+    """The liquid cell whose output is the action mean (liquid_control.learning.cells).
+
+    Fully connected: `units` neurons, a projection to the action. NCP-wired (ncps AutoNCP): `units` neurons
+    of which `action_size` are motor neurons whose states are the action mean (no projection).
+    """
     from liquid_control.learning import cells
 
+    if cfg.wiring == "ncp":
+        from ncps.wirings import AutoNCP
+
+        if cfg.units < action_size + 3:
+            raise TrainingError(f"an NCP wiring needs more than {action_size + 2} units, got {cfg.units}")
+        wiring = AutoNCP(cfg.units, action_size, seed=cfg.seed)
+        if cfg.cell == "cfc":
+            return cells.CfC(obs_size, wiring, mode=cfg.mode)
+        return cells.LTC(obs_size, wiring)
     if cfg.cell == "cfc":
         return cells.CfC(obs_size, cfg.units, proj_size=action_size, mode=cfg.mode,
                          backbone_units=cfg.backbone_units, backbone_layers=cfg.backbone_layers)
@@ -219,8 +235,8 @@ class Trainer:
     def _load(self, path: Path) -> None:
         st = load_checkpoint(path)
         old = st["config"]
-        for key in ("robot", "cell", "units", "backbone_units", "backbone_layers", "mode", "n_envs", "n_steps",
-                    "tbptt"):
+        for key in ("robot", "cell", "units", "wiring", "backbone_units", "backbone_layers", "mode", "n_envs",
+                    "n_steps", "tbptt"):
             if old.get(key) != getattr(self.cfg, key):
                 raise TrainingError(f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, "
                                     f"now {key}={getattr(self.cfg, key)!r}")
