@@ -262,3 +262,21 @@ def test_unknown_type_topics_are_left_out_of_the_copy_with_a_note(model, bag, tm
     assert any("not copied to the output bag: /gizmo (acme_msgs/msg/Gizmo" in n for n in result.notes)
     with open_bag(tmp_path / "out") as out:
         assert "/gizmo" not in out.topics and out.topics["/joint_states"].count == bag.joint_messages
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_ticks_at_recorded_commands_reproduce_a_recorded_run_exactly(model, tmp_path, storage):
+    # Record "the robot": sensor data plus this policy's own commands, at the ticks it ran at (what the
+    # node would have published), by replaying a command-less bag into a bag beside its joint states.
+    info = write_cartpole_bag(tmp_path / "b", duration=2.0, commands=False)
+    first = replay(info.path, policy(model), SPEC, out_bag=tmp_path / "run", out_storage=storage, with_bag_topics=True)
+    # Replaying that recording with ticks where its commands are: the same commands, to the last bit.
+    again = replay(tmp_path / "run", policy(model), SPEC, options=ReplayOptions(ticks="recorded"))
+    (a,) = again.comparison
+    assert again.ticks == first.ticks == a.n == 50 and again.faulted_ticks == 0
+    assert a.rmse == 0.0 and a.max_abs == 0.0
+    # On the spec's schedule the first tick is the first message, as it was: also exact here
+    (s,) = replay(tmp_path / "run", policy(model), SPEC).comparison
+    assert s.rmse == 0.0 and s.n == 50
+    with pytest.raises(BagError, match="ticks at the recorded commands need /effort_controller/commands"):
+        replay(info.path, policy(model), SPEC, options=ReplayOptions(ticks="recorded"))

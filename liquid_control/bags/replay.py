@@ -7,6 +7,9 @@ The same parts as the node, fed from the bag instead of live topics:
     message), and dt for the cell is the bag time between policy steps. Every message stamped at or
     before t_k is applied before tick k.
 
+Ticks `recorded` instead: one tick at each recorded command message (the recorded controller's own
+ticks; dt = the time between them), so its command is compared with the policy's like for like.
+
 Time base: `receive` uses rosbag2's log time (when the recorder received the message: what a node on
 that machine saw); `header` uses header.stamp where a message has one (messages are re-ordered by stamp
 within a bounded window; ones later than the window are counted and dropped).
@@ -36,6 +39,7 @@ from liquid_control.core.observation import Fault, ObservationAssembler
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
 
 TIME_BASES = ("receive", "header")
+TICK_SOURCES = ("schedule", "recorded")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -59,6 +63,7 @@ class ReplayOptions:
     duration: float | None = None  # seconds of log time to replay; None = to the end
     remap: dict[str, str] = field(default_factory=dict)  # recorded topic -> topic the controller uses
     time_base: str = "receive"
+    ticks: str = "schedule"  # "schedule": spec rate from the first sensor message; "recorded": at each recorded command
     reorder_window: float = 0.5  # seconds; header time base only
     recover: bool = False  # read a truncated/damaged bag up to the damage
     distro: str | None = None  # message definitions for topics the bag stores none for
@@ -357,6 +362,8 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
     """Replay `bag_path` through `policy` under `spec`; see the module docstring. Raises BagError."""
     if options.time_base not in TIME_BASES:
         raise BagError(f"time base must be one of {TIME_BASES}, got {options.time_base!r}")
+    if options.ticks not in TICK_SOURCES:
+        raise BagError(f"ticks must be one of {TICK_SOURCES}, got {options.ticks!r}")
     wall0 = time.perf_counter()
     result = ReplayResult()
     with BagReader(bag_path, distro=options.distro, recover=options.recover) as bag:
@@ -385,6 +392,9 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
             else:
                 result.notes.append(f"recorded {ct.name} has type {ct.msgtype}, not the spec's {spec.action.msg_type}: "
                                     "no comparison")
+        if options.ticks == "recorded" and recorded_topic is None:
+            raise BagError(f"ticks at the recorded commands need {normalize_topic(cmd_bag_topic)} "
+                           f"({spec.action.msg_type}) in bag {bag.path}")
         # The window, in log time.
         if options.start_offset < 0 or (options.duration is not None and options.duration <= 0):
             raise BagError("start offset must be >= 0 and duration > 0")
@@ -475,8 +485,9 @@ class _Loop:
     """The controller's tick loop on bag time (see the module docstring)."""
 
     def __init__(self, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
-                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult):
+                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult, on_recorded: bool = False):
         self.policy, self.spec, self.asm, self.sensors = policy, spec, asm, sensors
+        self.on_recorded = on_recorded  # tick at each recorded command instead of on the schedule
         self.recorded_topic, self.result = recorded_topic, result
         self.tick_sinks = [s.tick for s in sinks]
         self.pipeline = CommandPipeline(spec.action, soft_start=spec.safety.soft_start,
@@ -491,6 +502,8 @@ class _Loop:
         self.running = False
         self.last_step = 0
         self.last_event = 0
+        self.first_tick: int | None = None
+        self.last_tick = 0
         self.pipeline.reset()
         policy.reset()
 
@@ -501,8 +514,13 @@ class _Loop:
                 self._recorded(topic, msg)
                 return
             self.t0 = self.next_tick = t_ns
-        while self.next_tick < t_ns:
-            self.tick(self.next_tick)
+        if self.on_recorded:
+            if topic not in self.sensors:  # the recorded controller ticked here: so do we, then compare
+                self._recorded(topic, msg, tick_at=t_ns)
+                return
+        else:
+            while self.next_tick < t_ns:
+                self.tick(self.next_tick)
         self.last_event = t_ns
         sensor = self.sensors.get(topic)
         if sensor is None:
@@ -514,19 +532,24 @@ class _Loop:
 
     def finish(self) -> None:
         """The ticks up to and including the last message's time."""
-        if self.t0 is not None:
+        if self.t0 is not None and not self.on_recorded:
             while self.next_tick <= self.last_event:
                 self.tick(self.next_tick)
 
-    def _recorded(self, topic: str, msg: Any) -> None:
+    def _recorded(self, topic: str, msg: Any, tick_at: int | None = None) -> None:
         v = command_vector(msg, self.spec)
         if v is None:
             self.result.stats.skip(topic, "recorded command does not fit the spec's action")
-        else:
-            self.recorded = v
+            return
+        self.recorded = v
+        if tick_at is not None:
+            self.tick(tick_at)
 
     def tick(self, t_ns: int) -> None:
         r = self.result
+        if self.first_tick is None:
+            self.first_tick = t_ns
+        self.last_tick = t_ns
         now = (t_ns - self.t0) * 1e-9
         obs, fault = self.asm.assemble(now)
         action = None
@@ -571,7 +594,7 @@ class _Loop:
 def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
          recorded_topic: str | None, start_ns: int, stop_ns: int | None, options: ReplayOptions,
          sinks: list[Any], result: ReplayResult, progress: bool, with_bag_topics: bool) -> None:
-    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result)
+    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result, on_recorded=options.ticks == "recorded")
     event = loop.event
     raw_sinks = [s.raw for s in sinks if hasattr(s, "raw")]
     wanted = set(sensors) | ({recorded_topic} if recorded_topic else set())
@@ -613,6 +636,6 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         bar.update(n & 2047)
         bar.close()
     result.messages = n
-    result.span = max(0, result.ticks - 1) * loop.period_ns * 1e-9
+    result.span = 0.0 if loop.first_tick is None else (loop.last_tick - loop.first_tick) * 1e-9
     if recorded_topic is not None:
         result.comparison = loop.errors.result(spec.action.names)

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="treat a recorded topic as another name (as ros2 bag play --remap); repeatable")
     p.add_argument("--time-base", choices=("receive", "header"), default="receive",
                    help="message time: rosbag2 receive (log) time, or header.stamp where there is one")
+    p.add_argument("--ticks", choices=("schedule", "recorded"), default="schedule",
+                   help="schedule: the spec's rate on bag time; recorded: at each recorded command (the recorded "
+                        "controller's own ticks), comparing like for like")
     p.add_argument("--reorder-window", type=float, default=0.5, metavar="S",
                    help="with --time-base header: how far out of stamp order messages may arrive (s)")
     p.add_argument("--rate", type=float, metavar="HZ", help="tick rate (default: the spec's rate_hz)")
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, rate_hz=float(args.rate))
     policy = Policy.load(model, backend=args.backend, spec=spec)
     options = ReplayOptions(start_offset=args.start_offset, duration=args.duration, remap=parse_remaps(args.remap),
-                            time_base=args.time_base, reorder_window=args.reorder_window, recover=args.recover,
+                            time_base=args.time_base, ticks=args.ticks, reorder_window=args.reorder_window,
+                            recover=args.recover,
                             distro=args.distro)
     for out in (args.csv, args.plot, args.json):
         if out is not None and not out.parent.is_dir():
