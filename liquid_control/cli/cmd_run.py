@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from liquid_control.cli.rosargs import ros_argv
 from liquid_control.core.errors import LiquidControlError
 
 HELP = "run the liquid controller node with a params YAML"
@@ -38,19 +39,11 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
         params = share_dir() / "config" / f"{Path(robot).stem}.yaml"
     if not params.is_file():
         raise LiquidControlError(f"params file {params} does not exist")
-    out = ["liquid-control-run", "--ros-args", "--params-file", str(params)]
     overrides = {"robot": args.robot, "model": args.model, "backend": args.backend,
-                 "rate_hz": None if args.rate is None else float(args.rate)}
-    for name, value in overrides.items():
-        if value is not None:
-            out += ["-p", f"{name}:={value}"]
-    if args.use_sim_time:
-        out += ["-p", "use_sim_time:=true"]
-    out += ["-p", f"autostart:={'false' if args.no_autostart else 'true'}"]
-    extra = [a for a in (args.ros_args or []) if a != "--"]
-    if extra:
-        out += extra if extra[0] != "--ros-args" else extra[1:]
-    return out
+                 "rate_hz": None if args.rate is None else float(args.rate),
+                 "use_sim_time": "true" if args.use_sim_time else None,
+                 "autostart": "false" if args.no_autostart else "true"}
+    return ros_argv("liquid-control-run", overrides, args.ros_args, head=["--params-file", str(params)])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from liquid_control.cli.rosargs import ros_argv
+
 HELP = "run the MuJoCo sim bridge node for a robot"
 
 
@@ -47,14 +49,7 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
               "push_body": args.push_body, "summary": args.summary,
               "record": None if args.record is None else str(Path(args.record).resolve()),
               "video": None if args.video is None else str(Path(args.video).resolve())}
-    out = ["liquid-control-sim", "--ros-args"]
-    for name, value in params.items():
-        if value is not None:
-            out += ["-p", f"{name}:={value}"]
-    extra = [a for a in (args.ros_args or []) if a != "--"]
-    if extra:
-        out += extra if extra[0] != "--ros-args" else extra[1:]
-    return out
+    return ros_argv("liquid-control-sim", params, args.ros_args)
 
 
 def run(args: argparse.Namespace) -> int:
