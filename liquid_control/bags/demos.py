@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from liquid_control.bags.io import BagError, BagReader, ReadStats, normalize_topic
-from liquid_control.bags.replay import ReplayOptions, command_vector
+from liquid_control.bags.io import BagError, BagReader, ReadStats
+from liquid_control.bags.replay import ReplayOptions, command_vector, recorded_name
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.spec import RobotSpec
 
@@ -53,8 +53,7 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
             out.stats.append(bag.stats)
 
             def recorded_as(topic: str) -> str:
-                want = normalize_topic(topic)
-                return next((src for src, dst in options.remap.items() if dst == want), want)
+                return recorded_name(options.remap, topic)
 
             asm = ObservationAssembler(spec)
             sensors = {recorded_as(t): t for t in asm.topics}

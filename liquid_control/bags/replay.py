@@ -57,6 +57,12 @@ def parse_remaps(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
     return out
 
 
+def recorded_name(remap: dict[str, str], topic: str) -> str:
+    """The bag topic that a node would see as `topic` once `remap` (recorded -> new) is applied."""
+    want = normalize_topic(topic)
+    return next((src for src, dst in remap.items() if dst == want), want)
+
+
 @dataclass(frozen=True)
 class ReplayOptions:
     start_offset: float = 0.0  # seconds after the bag's first message (log time)
@@ -374,12 +380,7 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
             raise BagError(f"remap source {unknown[0]} is not a topic of bag {bag.path}")
 
         def recorded_as(topic: str) -> str:
-            """The bag topic that the controller would see as `topic` after remapping."""
-            want = normalize_topic(topic)
-            for src, dst in remap.items():
-                if dst == want:
-                    return src
-            return want
+            return recorded_name(remap, topic)
 
         asm = ObservationAssembler(spec)
         sensors = {recorded_as(t): t for t in asm.topics}  # bag topic -> spec topic
