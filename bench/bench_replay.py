@@ -8,7 +8,8 @@ commands at 25 Hz, 60 s long, in MCAP and in sqlite3; plus a 1-minute and an M-m
 bag for memory. Policy: a 64-unit CfC (backbone 1 x 128, random parameters), stepped at 500 Hz on the
 numpy backend.
 
-Rows (timed in interleaved rounds, best round reported; x real time = bag seconds / wall seconds):
+Rows (timed in interleaved rounds, best round reported; x real time = bag seconds / wall seconds; the
+CPU columns use this process's CPU time, which other people's load on a shared machine moves less):
   replay              `liquid_control.bags.replay.replay` end to end: open, read, decode, assemble,
                       policy step, command pipeline, RMSE vs recorded commands (no output files)
     replay, no network  the same with a constant-action policy (everything but the network)
@@ -56,15 +57,27 @@ def _model(folder: Path) -> Path:
     return write_artifact(folder / "cfc64.onnx", cfg, random_params(cfg, 0), spec=spec)
 
 
-def _replay_once(bag: Path, model: Path) -> tuple[float, float, int]:
+class _Clock:
+    """Wall and CPU time of a block: on a shared machine the CPU time (this process only) moves much
+    less with other people's load than the wall time does."""
+
+    def __enter__(self) -> "_Clock":
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
+
+
+def _replay_once(bag: Path, model: Path) -> tuple[_Clock, float]:
     from liquid_control.bags.replay import replay
     from liquid_control.core.policy import Policy
 
     spec = _spec()
     policy = Policy.load(model, spec=spec)
-    t = time.perf_counter()
-    result = replay(bag, policy, spec)
-    return time.perf_counter() - t, result.span, result.ticks
+    with _Clock() as c:
+        result = replay(bag, policy, spec)
+    return c, result.span
 
 
 class _NullPolicy:
@@ -82,40 +95,37 @@ class _NullPolicy:
         return self.a
 
 
-def _null_once(bag: Path) -> float:
+def _null_once(bag: Path) -> _Clock:
     from liquid_control.bags.replay import replay
 
-    t = time.perf_counter()
-    replay(bag, _NullPolicy(), _spec())
-    return time.perf_counter() - t
+    with _Clock() as c:
+        replay(bag, _NullPolicy(), _spec())
+    return c
 
 
-def _ours_read_once(bag: Path) -> float:
+def _ours_read_once(bag: Path) -> _Clock:
     from liquid_control.bags.io import open_bag
 
-    t = time.perf_counter()
-    with open_bag(bag) as b:
+    with _Clock() as c, open_bag(bag) as b:
         for _ in b.messages(["/joint_states", "/effort_controller/commands"]):
             pass
-    return time.perf_counter() - t
+    return c
 
 
-def _rosbags_once(bag: Path) -> tuple[float, int]:
+def _rosbags_once(bag: Path) -> _Clock:
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
 
-    t = time.perf_counter()
-    ts = get_typestore(Stores.ROS2_KILTED)
-    n = 0
-    with Reader(bag) as reader:
-        conns = [c for c in reader.connections if c.topic in ("/joint_states", "/effort_controller/commands")]
-        for conn, _, data in reader.messages(connections=conns):
-            ts.deserialize_cdr(data, conn.msgtype)
-            n += 1
-    return time.perf_counter() - t, n
+    with _Clock() as c:
+        ts = get_typestore(Stores.ROS2_KILTED)
+        with Reader(bag) as reader:
+            conns = [x for x in reader.connections if x.topic in ("/joint_states", "/effort_controller/commands")]
+            for conn, _, data in reader.messages(connections=conns):
+                ts.deserialize_cdr(data, conn.msgtype)
+    return c
 
 
-def _steps_once(model: Path, steps: int) -> float:
+def _steps_once(model: Path, steps: int) -> _Clock:
     import numpy as np
 
     from liquid_control.core.policy import Policy
@@ -123,10 +133,10 @@ def _steps_once(model: Path, steps: int) -> float:
     policy = Policy.load(model)
     obs = np.array([0.1, -0.05, 0.2, 0.01], np.float32)
     step = policy.step
-    t = time.perf_counter()
-    for _ in range(steps):
-        step(obs, 0.002)
-    return time.perf_counter() - t
+    with _Clock() as c:
+        for _ in range(steps):
+            step(obs, 0.002)
+    return c
 
 
 def _child_memory(bag: Path, model: Path) -> dict:
@@ -178,19 +188,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         bags = {st: write_cartpole_bag(tmp / f"bag_{st}", duration=args.seconds, storage=st).path for st in ("mcap", "sqlite3")}
         steps = int(round(args.seconds * RATE_HZ))
-        rows: dict[str, list[float]] = {}
+        rows: dict[str, list[_Clock]] = {}
         spans: dict[str, float] = {}
         for _ in range(max(1, args.rounds)):  # interleaved: load changes hit every row alike
             for st, bag in bags.items():
-                wall, span, ticks = _replay_once(bag, model)
-                rows.setdefault(f"replay ({st})", []).append(wall)
+                c, span = _replay_once(bag, model)
+                rows.setdefault(f"replay ({st})", []).append(c)
                 spans[f"replay ({st})"] = span
                 rows.setdefault(f"  replay, no network ({st})", []).append(_null_once(bag))
                 spans[f"  replay, no network ({st})"] = span
                 rows.setdefault(f"  read+decode, ours ({st})", []).append(_ours_read_once(bag))
                 spans[f"  read+decode, ours ({st})"] = args.seconds
-                wall, _ = _rosbags_once(bag)
-                rows.setdefault(f"rosbags read+deser ({st})", []).append(wall)
+                rows.setdefault(f"rosbags read+deser ({st})", []).append(_rosbags_once(bag))
                 spans[f"rosbags read+deser ({st})"] = args.seconds
             rows.setdefault("policy steps alone", []).append(_steps_once(model, steps))
             spans["policy steps alone"] = steps / RATE_HZ
@@ -199,16 +208,20 @@ def main(argv: list[str] | None = None) -> int:
         mem = {"1 min": _memory(short, model), f"{args.long_minutes:g} min": _memory(long, model)}
 
     table = []
-    for name, walls in rows.items():
-        best = min(walls)
-        table.append({"name": name, "wall_s": best, "bag_s": spans[name], "x_real_time": spans[name] / best,
-                      "per_tick_us": best / steps * 1e6, "rounds": walls})
+    for name, clocks in rows.items():
+        wall, cpu = min(c.wall for c in clocks), min(c.cpu for c in clocks)
+        table.append({"name": name, "wall_s": wall, "cpu_s": cpu, "bag_s": spans[name],
+                      "x_real_time": spans[name] / wall, "x_real_time_cpu": spans[name] / cpu,
+                      "per_tick_us_cpu": cpu / steps * 1e6, "rounds_wall_s": [c.wall for c in clocks],
+                      "rounds_cpu_s": [c.cpu for c in clocks]})
     print(f"\noffline replay: cart-pole JointState at 500 Hz, {UNITS}-unit CfC stepped at {RATE_HZ:g} Hz, "
           f"{args.seconds:g} s bags, best of {args.rounds} rounds")
-    print(f"{'':28s} {'wall s':>8s} {'x real time':>12s} {'us / tick':>10s}")
+    print(f"{'':30s} {'wall s':>7s} {'CPU s':>7s} {'x real time':>12s} {'x (CPU)':>8s} {'CPU us/tick':>12s}")
     for r in table:
-        print(f"{r['name']:28s} {r['wall_s']:8.3f} {r['x_real_time']:12.1f} {r['per_tick_us']:10.1f}")
+        print(f"{r['name']:30s} {r['wall_s']:7.3f} {r['cpu_s']:7.3f} {r['x_real_time']:12.1f} "
+              f"{r['x_real_time_cpu']:8.1f} {r['per_tick_us_cpu']:12.1f}")
     print(f"goal: replay >= {GOAL_X:g}x real time")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"\nmemory (fresh process per bag, replay without output files)")
     print(f"{'bag':10s} {'ticks':>8s} {'traced peak MiB':>16s} {'RSS peak MiB':>13s} {'RSS before MiB':>15s}")
     for k, m in mem.items():
@@ -219,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{mem[keys[0]]['traced_peak_mib']:.2f} -> {mem[keys[1]]['traced_peak_mib']:.2f} MiB")
     out = {"benchmark": "replay", "rate_hz": RATE_HZ, "units": UNITS, "bag_seconds": args.seconds,
            "rounds": args.rounds, "goal_x_real_time": GOAL_X, "rows": table, "memory": mem,
-           "rss_growth_mib": growth, "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+           "rss_growth_mib": growth, "load_average": os.getloadavg()[0], "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                                   "platform": platform.platform()}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")
