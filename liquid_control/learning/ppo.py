@@ -237,8 +237,9 @@ class Trainer:
         old = st["config"]
         for key in ("robot", "cell", "units", "wiring", "backbone_units", "backbone_layers", "mode", "n_envs",
                     "n_steps", "tbptt"):
-            if old.get(key) != getattr(self.cfg, key):
-                raise TrainingError(f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, "
+            was = old.get(key, getattr(PPOConfig, key))  # a key newer than the checkpoint: its default
+            if was != getattr(self.cfg, key):
+                raise TrainingError(f"cannot resume {path}: it was trained with {key}={was!r}, "
                                     f"now {key}={getattr(self.cfg, key)!r}")
         self.agent.load_state_dict(st["agent"])
         self.opt.load_state_dict(st["opt"])
