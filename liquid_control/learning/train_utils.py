@@ -185,23 +185,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------- metrics
 class CSVLog:
-    """Append-only CSV; on resume the rows already written stay and new ones follow."""
+    """Append-only CSV; on resume the rows already written stay and new ones follow. When TensorBoard is
+    installed the same scalars also go to <folder>/tb (`tensorboard --logdir <folder>/tb`)."""
 
-    def __init__(self, path: Path, fields: list[str]):
-        self.path, self.fields = Path(path), fields
+    def __init__(self, path: Path, fields: list[str], step_key: str = "step"):
+        self.path, self.fields, self.step_key = Path(path), fields, step_key
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", newline="")
         self._w = csv.DictWriter(self._f, fieldnames=fields, extrasaction="ignore")
         if new:
             self._w.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
+
+            self._tb = SummaryWriter(log_dir=str(self.path.parent / "tb"))
+        except ImportError:
+            self._tb = None
 
     def write(self, row: dict[str, Any]) -> None:
         self._w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self._f.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != self.step_key and isinstance(v, (int, float)) and np.isfinite(v):
+                    self._tb.add_scalar(k, v, int(row[self.step_key]))
 
     def close(self) -> None:
         self._f.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def truncate_csv(path: Path, max_step: int, key: str = "step") -> None:
