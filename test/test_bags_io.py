@@ -1,7 +1,6 @@
 """rosbag2 reading and writing on real bag files (written by rosbags, in both storages), and the ways
 recorded bags go wrong: missing, corrupt, truncated, missing topics, unknown types, rmw-padded CDR."""
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest

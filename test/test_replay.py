@@ -1,8 +1,6 @@
 """Offline replay on real rosbag2 files: tick schedule, determinism, outputs, faults, options, CLI."""
 import csv
 import dataclasses
-import io
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -91,7 +91,7 @@ def test_train_bc_clones_the_expert_and_the_clone_balances(expert_bag, tmp_path,
     assert result["mean"] >= 950.0, result
     # the same loop with an untrained cell of the same shape falls: balancing is learned, not given
     from liquid_control.core.artifact import write_artifact
-    from liquid_control.core.random_params import cfc_cfg, random_params
+    from liquid_control.core.random_params import random_params
 
     cfg = clone.cfg
     untrained = write_artifact(tmp_path / "u.onnx", cfg, random_params(cfg, 0), spec=SPEC)

@@ -31,8 +31,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-import numpy as np
-
 from liquid_control.core.errors import LiquidControlError
 
 try:

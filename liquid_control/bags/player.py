@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from liquid_control.bags.io import BagError, BagReader, normalize_topic
+from liquid_control.bags.io import BagError, BagReader
 
 
 @dataclass(frozen=True)
