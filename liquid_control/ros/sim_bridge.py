@@ -226,6 +226,9 @@ class SimBridge(Node):
         self._push_rng = np.random.default_rng([self.seed, 1])
         self._next_push = self.push_period
 
+        import mujoco
+
+        self._mujoco = mujoco
         self.readers = [TopicReader(self.env.model, self.env.data, self.spec, t) for t in self.spec.topics]
         self._needs_forward = any(r.needs_forward for r in self.readers)
         self._needs_kinematics = any(r.needs_kinematics for r in self.readers)
@@ -349,18 +352,25 @@ class SimBridge(Node):
         self.stats.ticks += 1
 
     def _publish(self, stamp_ns: int) -> None:
-        import mujoco
+        self._publish_sensors(stamp_ns)
+        self._bookkeep()
 
+    def _publish_sensors(self, stamp_ns: int) -> None:
+        """Publish each sensor topic for the current MuJoCo state, stamped `stamp_ns`."""
         if self._needs_forward:
-            mujoco.mj_forward(self.env.model, self.env.data)
+            self._mujoco.mj_forward(self.env.model, self.env.data)
         elif self._needs_kinematics:
-            mujoco.mj_kinematics(self.env.model, self.env.data)
+            self._mujoco.mj_kinematics(self.env.model, self.env.data)
         self._now_ns = stamp_ns
-        for filler, pub, reader in zip(self.fillers, self.pubs, self.readers):
-            msg = filler.fill(stamp_ns)
-            pub.publish(msg)
-            if self._bag is not None:
-                self._bag_write(reader.topic, msg)
+        for filler, pub in zip(self.fillers, self.pubs):
+            pub.publish(filler.fill(stamp_ns))
+
+    def _bookkeep(self) -> None:
+        """What the run keeps of the state just published (bag, trace, video frame). The fillers' messages
+        still hold it. Lockstep does this while the controller computes, off the tick's critical path."""
+        if self._bag is not None:
+            for filler, reader in zip(self.fillers, self.readers):
+                self._bag_write(reader.topic, filler.msg)
         if self.summary_path:
             self._record()
         if self._renderer is not None and self.stats.ticks % self._frame_every == 0:
@@ -493,10 +503,12 @@ class SimBridge(Node):
             self._publish_lockstep(clock_ns)
 
     def _publish_lockstep(self, clock_ns: int) -> None:
-        """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there."""
-        self._publish(clock_ns)
+        """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there.
+        The bookkeeping waits until both are out: it overlaps the controller's work instead of delaying it."""
+        self._publish_sensors(clock_ns)
         self._clock_msg.clock = stamp_of(clock_ns)
         self.clock_pub.publish(self._clock_msg)
+        self._bookkeep()
         if self._bag is not None:
             self._bag_write("/clock", self._clock_msg)
 
