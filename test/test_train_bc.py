@@ -63,7 +63,8 @@ def test_demonstrations_pair_each_command_with_what_the_expert_saw(expert_bag):
     assert data.steps >= steps - 10 and data.breaks >= 4  # the episodes, split at the gaps
     d = data.demos[0]
     assert d.obs.shape == (len(d), 4) and d.action.shape == (len(d), 1)
-    np.testing.assert_allclose(d.dt, SPEC.period, rtol=1e-6)
+    for demo in data.demos:  # every step's dt is the control period, the first of each sequence too
+        np.testing.assert_allclose(demo.dt, SPEC.period, rtol=1e-6)
     # the expert's own policy, fed the demonstration's observations and dts, gives the recorded actions
     expert = Policy.load(default_policy_path("cartpole"), spec=SPEC)
     expert.reset()

@@ -94,7 +94,7 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
                 gap = last_t is not None and (t - last_t) * 1e-9 > max_gap * spec.period
                 if fault is not None or gap:
                     close(cut=True)
-                    last_t = None if fault is not None else t
+                    last_t = None  # a new sequence starts from a zero state with one nominal period
                     if fault is not None:
                         continue
                 dts.append(spec.period if last_t is None else (t - last_t) * 1e-9)

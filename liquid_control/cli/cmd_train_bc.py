@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  bag: {line}")
     config = BCConfig(cell=args.cell, units=args.units, backbone_units=args.backbone_units, epochs=args.epochs,
                       seq_len=args.seq_len, batch=args.batch, lr=args.lr, seed=args.seed)
-    result = train_bc(data.demos, spec.obs_size, spec.action_size, config, log=lambda s: print(s, flush=True))
+    try:
+        result = train_bc(data.demos, spec.obs_size, spec.action_size, config, log=lambda s: print(s, flush=True))
+    except FloatingPointError as exc:
+        raise LiquidControlError(str(exc)) from None
     provenance = {"seed": args.seed, "method": "behaviour cloning", "bags": [str(b) for b in args.bags],
                   "demo_steps": data.steps, "epochs": args.epochs}
     write_artifact(args.out, result.cfg, result.params, spec=spec, provenance=provenance)
