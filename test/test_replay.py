@@ -143,6 +143,12 @@ def test_sensor_gap_gives_the_safe_command_then_a_soft_start(model, bag, tmp_pat
     stale = [i for i, f in enumerate(faults) if f]
     assert stale and set(faults[i] for i in stale) == {"stale:joint_states"}
     assert result.faulted_ticks == len(stale) and "last message" in result.first_fault
+    (js,) = [line for line in result.timing if line.startswith("/joint_states")]
+    import re
+
+    gap_ms, at = map(float, re.search(r"largest gap ([0-9.]+) ms at t=([0-9.]+) s", js).groups())
+    assert 500.0 <= gap_ms < 503.0 and 0.79 < at < 0.81  # the hole in the recording, found and placed
+    assert re.search(r"receive - header stamp 0\.2[0-9] ms mean", js)
     # 0.5 s gap, 0.2 s timeout, 40 ms ticks: stale from ~1.0 s until data returns at 1.3 s
     t = column(header, rows, "t")
     assert 0.95 < t[stale[0]] < 1.05 and 1.25 < t[stale[-1]] < 1.35 and len(stale) in (7, 8, 9)

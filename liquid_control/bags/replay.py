@@ -295,6 +295,41 @@ class ActuatorError:
     max_abs: float
 
 
+class TopicTiming:
+    """Streaming timing facts of one topic: rate, largest gap, header stamp lag (constant memory)."""
+
+    def __init__(self, name: str):
+        self.name, self.n, self.first, self.last = name, 0, 0, 0
+        self.max_gap, self.gap_at = 0, 0
+        self.lag_n, self.lag_sum, self.lag_max, self.lag_min = 0, 0, -(2**63), 2**63
+
+    def add(self, log_ns: int, msg: Any) -> None:
+        if self.n:
+            gap = log_ns - self.last
+            if gap > self.max_gap:
+                self.max_gap, self.gap_at = gap, self.last
+        else:
+            self.first = log_ns
+        self.n += 1
+        self.last = log_ns
+        stamp = _header_ns(msg)
+        if stamp:
+            lag = log_ns - stamp
+            self.lag_n += 1
+            self.lag_sum += lag
+            self.lag_max, self.lag_min = max(self.lag_max, lag), min(self.lag_min, lag)
+
+    def line(self, origin: int) -> str:
+        rate = (self.n - 1) / ((self.last - self.first) * 1e-9) if self.n > 1 and self.last > self.first else 0.0
+        out = f"{self.name}: {self.n} messages, {rate:.1f} Hz"
+        if self.n > 1:
+            out += f", largest gap {self.max_gap * 1e-6:.1f} ms at t={(self.gap_at - origin) * 1e-9:.3f} s"
+        if self.lag_n:
+            out += (f", receive - header stamp {self.lag_sum / self.lag_n * 1e-6:.2f} ms mean "
+                    f"({self.lag_min * 1e-6:.2f}..{self.lag_max * 1e-6:.2f})")
+        return out
+
+
 @dataclass
 class ReplayResult:
     ticks: int = 0
@@ -308,6 +343,7 @@ class ReplayResult:
     notes: list[str] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
     first_fault: str | None = None
+    timing: list[str] = field(default_factory=list)  # per topic: rate, largest gap, header stamp lag
 
     @property
     def speed(self) -> float:
@@ -324,6 +360,7 @@ class ReplayResult:
         elif self.comparison is None:
             out.append("no recorded commands in the bag: nothing to compare against")
         out += [f"bag: {line}" for line in self.stats.lines()]
+        out += [f"topic {line}" for line in self.timing]
         out += self.notes
         out += [f"wrote {kind}: {path}" for kind, path in self.outputs.items()]
         return out
@@ -609,6 +646,7 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         bar = tqdm(total=total, unit="msg", unit_scale=True, desc="replay", mininterval=0.5, leave=False)
     n = 0
     decode = bag.decode
+    timing = {t: TopicTiming(t) for t in sorted(wanted)}
     for raw in bag.raw_messages(topics, start_ns, stop_ns):
         n += 1
         if bar is not None and not n & 2047:
@@ -620,6 +658,7 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         msg = decode(raw)
         if msg is None:
             continue
+        timing[raw.topic].add(raw.log_time_ns, msg)
         if reorder is None:
             event(raw.log_time_ns, raw.topic, msg)
         else:
@@ -637,6 +676,7 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         bar.update(n & 2047)
         bar.close()
     result.messages = n
+    result.timing = [t.line(start_ns) for t in timing.values() if t.n]
     result.span = 0.0 if loop.first_tick is None else (loop.last_tick - loop.first_tick) * 1e-9
     if recorded_topic is not None:
         result.comparison = loop.errors.result(spec.action.names)

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "wall_s": result.wall, "messages": result.messages,
             "comparison": None if result.comparison is None else [dataclasses.asdict(a) for a in result.comparison],
             "skipped": [{"topic": t, "reason": r, "count": n} for (t, r), n in sorted(result.stats.skipped.items())],
-            "padded": result.stats.padded, "damage": result.stats.damage, "notes": result.notes + result.stats.notes,
+            "timing": result.timing, "padded": result.stats.padded, "damage": result.stats.damage, "notes": result.notes + result.stats.notes,
             "outputs": {k: str(v) for k, v in result.outputs.items()},
         }
         write_file_atomic(args.json, json.dumps(summary, indent=2, allow_nan=True) + "\n")
