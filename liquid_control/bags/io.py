@@ -12,9 +12,12 @@ What this adds to `rosbags`:
     accepted, bounded, and counted; more left-over bytes than padding can explain is an error
     (wrong type or corrupt data), never a silently wrong value;
   * streaming reads (rosbags yields one message or one MCAP chunk at a time: memory stays bounded);
-  * corrupt and truncated bags: a clear one-line BagError, or with `recover=True` everything before
-    the damage is read and the damage is reported in the stats (an MCAP file cut mid-write is read
-    up to its last complete record);
+  * corrupt and truncated bags: a clear one-line BagError, or with `recover=True` what is intact is
+    read and the damage is reported in the stats: an MCAP file cut mid-write is read up to its last
+    complete record, a damaged MCAP chunk is skipped (its messages counted) and reading goes on, a
+    sqlite3 file stops at the damage (a malformed sqlite3 database is refused at open, with a hint).
+    Note: rosbags writes MCAP chunks without a CRC, so in bags it wrote, a flipped payload bit is only
+    caught when it breaks the record structure or the CDR decoding;
   * an atomic writer: the bag is written under a temporary name beside the target and renamed into
     place when complete, so a failure never leaves a half-written bag at the target path.
 
