@@ -47,13 +47,15 @@ TIMING_CONDITIONS = {"nominal": {}, "jitter ±30%": {"dt_jitter": 0.3}, "rate x0
 
 
 # --------------------------------------------------------------------------------------------- trainers
-def ours(robot: str, steps: int, seed: int, out: Path, cell: str = "cfc", **kw: Any) -> Trainer:
-    cfg = PPOConfig(robot=robot, cell=cell, units=UNITS, steps=steps, seed=seed, n_envs=N_ENVS, n_steps=N_STEPS,
-                    epochs=EPOCHS, minibatches=N_ENVS * N_STEPS // BATCH, **kw)
+def ours(robot: str, steps: int, seed: int, out: Path, cell: str = "cfc", n_steps: int = N_STEPS,
+         batch: int = BATCH, **kw: Any) -> Trainer:
+    cfg = PPOConfig(robot=robot, cell=cell, units=UNITS, steps=steps, seed=seed, n_envs=N_ENVS, n_steps=n_steps,
+                    epochs=EPOCHS, minibatches=N_ENVS * n_steps // batch, **kw)
     return Trainer(cfg, out, command=f"bench_train {robot} {cell}", progress=False)
 
 
-def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | None = None, lr: float = 3e-4):
+def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | None = None, lr: float = 3e-4,
+              n_steps: int = N_STEPS, batch: int = BATCH):
     """stable-baselines3 PPO (MLP 64x64) or sb3-contrib RecurrentPPO (LSTM 32), obs normalised as ours."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -61,7 +63,7 @@ def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | Non
     venv = DummyVecEnv([lambda i=i: make_env(robot, seed=seed + i, **env_kwargs) for i in range(N_ENVS)])
     venv.seed(seed)
     venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
-    common = dict(n_steps=N_STEPS, batch_size=BATCH, n_epochs=EPOCHS, learning_rate=lr, seed=seed, verbose=0,
+    common = dict(n_steps=n_steps, batch_size=batch, n_epochs=EPOCHS, learning_rate=lr, seed=seed, verbose=0,
                   device="cpu")
     if kind == "mlp":
         from stable_baselines3 import PPO
@@ -187,9 +189,9 @@ def bench_cartpole(steps: int, seed: int, out: Path) -> dict[str, Any]:
     return {"rows": [row]}
 
 
-def _train_sb3(kind: str, robot: str, steps: int, seed: int, env_kwargs: dict[str, Any] | None = None):
+def _train_sb3(kind: str, robot: str, steps: int, seed: int, env_kwargs: dict[str, Any] | None = None, **kw: Any):
     torch_threads()
-    m = sb3_model(kind, robot, seed, env_kwargs)
+    m = sb3_model(kind, robot, seed, env_kwargs, **kw)
     t0 = time.perf_counter()
     m.learn(total_timesteps=steps)
     return m, time.perf_counter() - t0
@@ -199,18 +201,21 @@ def bench_novel(steps: int, seed: int, out: Path) -> dict[str, Any]:
     from liquid_control.core.policy import Policy
 
     rows = []
-    tr = ours("cartpole_novel", steps, seed, out / "novel_cfc", eval_every=10_000, eval_episodes=5)
+    # The shipped cartpole_novel settings (lr 3e-4, 256 steps per env, batch 512) for both trainers.
+    tr = ours("cartpole_novel", steps, seed, out / "novel_cfc", n_steps=256, batch=512, lr=3e-4,
+              eval_every=10_000, eval_episodes=5)
     t0 = time.perf_counter()
     res = tr.train()
     ev = run_episodes(Policy.load(res["artifact"]), "cartpole_novel", episodes=20)
     rows.append({"trainer": "ours CfC-32", "budget": steps, "seconds": time.perf_counter() - t0,
                  "first_step_eval_ge_900": first_step_reaching(out / "novel_cfc" / "metrics.csv", 900),
                  "eval20_mean": ev["mean"], "eval20_std": ev["std"]})
-    m, secs = _train_sb3("mlp", "cartpole_novel", steps, seed)
+    m, secs = _train_sb3("mlp", "cartpole_novel", steps, seed, n_steps=256, batch=512, lr=3e-4)
     ev = run_episodes(SB3Policy(m), "cartpole_novel", episodes=20)
     rows.append({"trainer": "sb3 PPO MLP-64x64", "budget": steps, "seconds": secs, "first_step_eval_ge_900": None,
                  "eval20_mean": ev["mean"], "eval20_std": ev["std"]})
-    print(f"\ncartpole_novel (joint positions only), {steps} env steps each, 20 eval episodes")
+    print(f"\ncartpole_novel (joint positions only), {steps} env steps each, lr 3e-4, 8 envs x 256 steps, "
+          f"batch 512, 20 eval episodes")
     print(f"{'trainer':24s} {'return':>16s} {'train s':>8s}")
     for r in rows:
         print(f"{r['trainer']:24s} {r['eval20_mean']:>8.1f} ± {r['eval20_std']:<6.1f} {r['seconds']:>8.0f}")

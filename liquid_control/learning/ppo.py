@@ -3,7 +3,7 @@
 Why our own and not a library: sb3-contrib's RecurrentPPO is LSTM-only; skrl's recurrent PPO takes
 any module but its RNN plumbing passes (obs, states, terminations) only, so a per-step `dt` would have
 to be smuggled in through the observation, and skrl is not a dependency here. A liquid cell needs the
-elapsed time of each sample as an input of its own; that is ~400 lines, read top to bottom below.
+elapsed time of each sample as an input of its own; that is one file, read top to bottom below.
 
 The algorithm:
   1. rollout: N envs (Gymnasium vector API) x T steps. For each step we store the normalised obs,
@@ -17,10 +17,12 @@ The algorithm:
 The policy: actor = liquid cell whose projection gives the Gaussian mean, plus a state-independent
 log-std (dropped at export: the deployed policy is the deterministic mean). Critic = a small MLP on
 the normalised observation concatenated with the actor's (detached) hidden state. Why: a separate
-critic keeps value-regression gradients out of the small liquid cell (a shared head made the actor
-slower to learn on the cart-pole); feeding it the detached hidden state gives it the memory it needs
-when the observation is partial (cartpole_novel: positions only), without coupling the losses, and
-bootstrapping a truncated episode needs only (final obs, state) — no extra rollout.
+critic keeps value-regression gradients out of the small liquid cell, so the exported actor is shaped
+by the policy loss only. Actor and critic gradients are also clipped apart: with one joint clip the
+value error (loss ~40) dominated the norm and shrank the actor's steps on cartpole_novel. The detached
+hidden state gives the critic the memory it needs when the observation is partial (cartpole_novel:
+positions only) without coupling the losses, and bootstrapping a truncated episode needs only
+(final obs, state): no extra cell step.
 """
 from __future__ import annotations
 
