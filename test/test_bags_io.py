@@ -292,3 +292,18 @@ def test_damaged_mcap_chunk_errors_or_is_skipped_and_counted(tmp_path):
     assert lost == sum(bad.channel_count.values()) and len(got) == info.joint_messages + info.command_messages - lost
     assert got == sorted(got) and not any(bad.message_start_time <= t <= bad.message_end_time for t in got)
     assert got[-1] > bad.message_end_time  # reading went on after the damage
+
+
+def test_broken_bag_directory_is_refused_clearly(bags, tmp_path):
+    import shutil
+
+    bad_yaml = tmp_path / "yaml"
+    shutil.copytree(bags["mcap"].path, bad_yaml)
+    (bad_yaml / "metadata.yaml").write_text("rosbag2_bagfile_information: [unclosed\n")
+    with pytest.raises(BagError, match=r"cannot read bag .*metadata\.yaml"):
+        open_bag(bad_yaml)
+    lost = tmp_path / "lost"
+    shutil.copytree(bags["sqlite3"].path, lost)
+    (lost / "sqlite3.db3").unlink()
+    with pytest.raises(BagError, match="database files are missing"):
+        open_bag(lost)
