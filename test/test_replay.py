@@ -231,7 +231,7 @@ def test_cli_outputs_truncated_bag_and_default_policy(model, tmp_path, capsys):
             "--plot", str(tmp_path / "r.png"), "--out", str(tmp_path / "o"), "--json", str(tmp_path / "s.json")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "stopped at damage" in out and "RMSE" in out
+    assert "damage: " in out and "file cut at byte" in out and "RMSE" in out
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "o" / "metadata.yaml").exists()
     import json
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -247,7 +248,7 @@ class ReadStats:
     decoded: int = 0
     padded: int = 0  # decoded with trailing rmw padding
     skipped: Counter = field(default_factory=Counter)  # (topic, reason) -> count
-    damage: str | None = None  # set when a recovering read stopped at damage
+    damage: str | None = None  # what a recovering read found damaged (and what it did about it)
     notes: list[str] = field(default_factory=list)
 
     MAX_REASONS = 20  # distinct reasons kept per topic; more are pooled (memory stays bounded)
@@ -268,7 +269,7 @@ class ReadStats:
         for (topic, reason), n in sorted(self.skipped.items()):
             out.append(f"skipped {n} on {topic}: {reason}")
         if self.damage:
-            out.append(f"stopped at damage: {self.damage}")
+            out.append(f"damage: {self.damage}")
         out += self.notes
         return out
 
@@ -365,8 +366,94 @@ class _StrictMcapReader(_RecoveringMcapReader):
     recover = False
 
 
+class _RecoveringSqlite3Reader(Sqlite3Reader):
+    """A sqlite3 reader that, when the database is malformed, salvages every readable row into a
+    temporary database (beside the system's temp files: bounded memory) and reads that instead.
+
+    Rows are copied in id (= recording) order; a damaged page stops the scan, which resumes at the
+    first id that reads again, so the rows of the damaged pages are lost and counted, the rest kept.
+    """
+
+    def open(self) -> None:
+        self.damage: str | None = None
+        self._tmp: Path | None = None
+        try:
+            super().open()
+            return
+        except ReaderError as exc:
+            if "malformed" not in str(exc):
+                raise
+            reason = _explain(exc).split(": ")[-1]
+        source = self.path
+        self._tmp = Path(tempfile.gettempdir()) / f"liquid_control-salvage-{os.getpid()}-{id(self)}.db3"
+        kept, lost, ranges = _salvage_sqlite(Path(source), self._tmp)
+        self.path = self._tmp
+        super().open()
+        self.path = source
+        where = ", ".join(f"{a}..{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
+        self.damage = (f"{source}: {reason}; salvaged {kept} messages, {lost} unreadable (message ids {where})")
+        self.lost = lost
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if getattr(self, "_tmp", None) is not None:
+                self._tmp.unlink(missing_ok=True)
+
+
+def _salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tuple[int, int, list[tuple[int, int]]]:
+    """Copy the readable part of a damaged rosbag2 sqlite3 file into a new one. Returns (rows kept,
+    rows lost, lost id ranges). The small tables (schema, topics, definitions) must read whole."""
+    import sqlite3
+
+    src = _apsw.Connection(f"file:{source}?immutable=1", flags=_apsw.SQLITE_OPEN_READONLY | _apsw.SQLITE_OPEN_URI)
+    dst = sqlite3.connect(dest)
+    try:
+        try:
+            tables = list(src.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            for name, sql in tables:
+                dst.execute(sql)
+                if name != "messages":
+                    rows = list(src.execute(f'SELECT * FROM "{name}"'))
+                    if rows:
+                        dst.executemany(f'INSERT INTO "{name}" VALUES ({",".join("?" * len(rows[0]))})', rows)
+            max_id = next(iter(src.execute("SELECT max(id) FROM messages")))[0] or 0
+        except _apsw.Error as exc:
+            raise BagError(f"{source}: damaged beyond recovery (its schema or topic tables do not read: "
+                           f"{_explain(exc)})") from None
+        kept, lost, ranges, next_id = 0, 0, [], 1
+        while next_id <= max_id:
+            try:
+                for row in src.execute("SELECT id, topic_id, timestamp, data FROM messages WHERE id >= ? ORDER BY id",
+                                       (next_id,)):
+                    dst.execute("INSERT INTO messages (id, topic_id, timestamp, data) VALUES (?, ?, ?, ?)", row)
+                    kept += 1
+                    next_id = row[0] + 1
+                break
+            except _apsw.Error:
+                first_bad, probes = next_id, 0
+                next_id += 1
+                while next_id <= max_id and probes < max_probes:  # the first id after the damaged pages
+                    try:
+                        if list(src.execute("SELECT id FROM messages WHERE id = ?", (next_id,))):
+                            break
+                    except _apsw.Error:
+                        pass
+                    next_id += 1
+                    probes += 1
+                ranges.append((first_bad, next_id - 1))
+                lost += next_id - first_bad
+        dst.execute("CREATE INDEX IF NOT EXISTS timestamp_idx ON messages (timestamp ASC)")
+        dst.commit()
+        return kept, lost, ranges
+    finally:
+        dst.close()
+        src.close()
+
+
 class _RecoveringDirectoryReader(DirectoryReader):
-    STORAGE_PLUGINS = {"mcap": _RecoveringMcapReader, "sqlite3": Sqlite3Reader}
+    STORAGE_PLUGINS = {"mcap": _RecoveringMcapReader, "sqlite3": _RecoveringSqlite3Reader}
 
 
 class _StrictDirectoryReader(DirectoryReader):
@@ -432,7 +519,7 @@ class BagReader:
             if self.storage == "mcap":
                 storage = (_RecoveringMcapReader if self.recover else _StrictMcapReader)(p)
             else:
-                storage = Sqlite3Reader(p)
+                storage = (_RecoveringSqlite3Reader if self.recover else Sqlite3Reader)(p)
         try:
             storage.open()
         except FileNotFoundError as exc:
@@ -446,6 +533,8 @@ class BagReader:
                 self.stats.damage = s.damage
             if isinstance(s, _RecoveringMcapReader):
                 s.on_damaged_chunk = self._damaged_chunk
+            if getattr(s, "damage", None) and isinstance(s, _RecoveringSqlite3Reader):
+                self.stats.skip("(sqlite)", "unreadable rows on damaged pages", s.lost)
 
     def _damaged_chunk(self, reason: str, lost: int) -> None:
         self.stats.skip("(chunk)", reason, lost)
@@ -454,8 +543,8 @@ class BagReader:
         text = str(exc)
         if not self.recover and ("magic" in text or "Truncated" in text or "footer" in text):
             return " (the file looks truncated; recover=True / --recover reads the intact part)"
-        if "malformed" in text:
-            return " (a damaged sqlite3 bag; `sqlite3 FILE.db3 .recover` can salvage its rows into a new file)"
+        if "malformed" in text and not self.recover:
+            return " (a damaged sqlite3 bag; recover=True / --recover salvages the readable rows)"
         return ""
 
     @staticmethod
