@@ -15,7 +15,8 @@ What this adds to `rosbags`:
   * corrupt and truncated bags: a clear one-line BagError, or with `recover=True` what is intact is
     read and the damage is reported in the stats: an MCAP file cut mid-write is read up to its last
     complete record, a damaged MCAP chunk is skipped (its messages counted) and reading goes on, a
-    sqlite3 file stops at the damage (a malformed sqlite3 database is refused at open, with a hint).
+    malformed sqlite3 file has its readable rows salvaged into a temporary database (the rows of
+    damaged pages counted as lost).
     Note: rosbags writes MCAP chunks without a CRC, so in bags it wrote, a flipped payload bit is only
     caught when it breaks the record structure or the CDR decoding;
   * an atomic writer: the bag is written under a temporary name beside the target and renamed into
