@@ -46,7 +46,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from liquid_control.core.errors import LiquidControlError, SpecError
 from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
 from liquid_control.ros.messages import decode_command, message_class, stamp_of
-from liquid_control.ros.qos import COMMAND_QOS
+from liquid_control.ros.qos import COMMAND_SUB_QOS
 
 NODE_NAME = "sim_bridge"
 MODES = ("realtime", "lockstep")
@@ -243,7 +243,7 @@ class SimBridge(Node):
             self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
         self.command_class = message_class(self.spec.action.msg_type)
         self._command_sub = self.create_subscription(self.command_class, self.spec.action.topic,
-                                                     self._on_command, COMMAND_QOS)
+                                                     self._on_command, COMMAND_SUB_QOS)
         self._waiter = _SubscriptionWaiter(self, self._command_sub)
         self._last_spin = 0.0
         from std_srvs.srv import Trigger
