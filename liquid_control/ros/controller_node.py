@@ -55,6 +55,7 @@ from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, Paramete
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.task import Future
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
@@ -712,8 +713,16 @@ def main(args: list[str] | None = None) -> int:
         if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
     try:
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+        if isinstance(executor, SingleThreadedExecutor):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        else:
+            # The EventsExecutor runs every event for 0.1 s in C++ (spin_once would come back to this
+            # Python loop after each callback: two or three times per lockstep tick). A future that never
+            # completes: only the timeout ends each round, and `stop` is checked between rounds.
+            never = Future()
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_until_future_complete(never, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
