@@ -6,7 +6,8 @@ import pytest
 
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, load_spec
-from liquid_control.ros.messages import CommandEncoder, decode_command, message_class
+from liquid_control.core.command import decode_command
+from liquid_control.ros.messages import CommandEncoder, message_class
 
 BASE = load_spec("cartpole").action
 

@@ -94,7 +94,7 @@ def hidden_state(policy: Any) -> np.ndarray | None:
 # --------------------------------------------------------------------------------------------------
 def command_vector(msg: Any, spec: RobotSpec) -> np.ndarray | None:
     """A recorded command message -> vector in spec.action.names order (None if it does not fit)."""
-    from liquid_control.ros.messages import decode_command  # duck-typed: works on rosbags messages too
+    from liquid_control.core.command import decode_command  # duck-typed: works on rosbags messages too
 
     try:
         return decode_command(msg, spec.action)

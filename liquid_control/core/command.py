@@ -18,10 +18,13 @@ Pure numpy on preallocated buffers: no allocation per tick.
 """
 from __future__ import annotations
 
+from math import isfinite
+from typing import Any
+
 import numpy as np
 
 from liquid_control.core.errors import SpecError
-from liquid_control.core.spec import ActionSpec
+from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, ActionSpec
 
 SAFE_BEHAVIOURS = ("zero", "hold")
 
@@ -57,9 +60,9 @@ class CommandPipeline:
         self._prev = np.empty(n)  # last command published (good or safe)
         self._last_good = np.empty(n)  # last command that came from the policy
         self._base = np.empty(n)  # where the soft-start ramp begins
-        self._raw = np.empty(n)
         self._lo = np.empty(n)
         self._hi = np.empty(n)
+        self._zeros = np.zeros(n)
         self._ramp_t = 0.0
         self.reset()
 
@@ -97,36 +100,62 @@ class CommandPipeline:
     def apply(self, action: np.ndarray, dt: float) -> tuple[np.ndarray, bool]:
         """The command for `action` after `dt` seconds since the previous command, and whether it is
         good (False: the action or the result was non-finite, and the safe command was returned)."""
-        raw = self._raw
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below, not warned
-                np.multiply(action, self.scale, out=raw)
-        except ValueError:  # wrong shape: treat like a non-finite output, never crash the loop
-            return self.safe(), False
-        if not np.isfinite(raw).all():
-            return self.safe(), False
-        dt = float(dt) if np.isfinite(dt) and dt > 0.0 else 0.0
         out = self._out
+        try:
+            np.multiply(action, self.scale, out=out)  # raw command
+        except (ValueError, TypeError):  # wrong shape or type: treat like a bad output, never crash the loop
+            return self.safe(), False
+        # One BLAS call for "all finite": x . 0 is NaN if any element is NaN or inf, else exactly 0.
+        if out.dot(self._zeros) != 0.0:
+            return self.safe(), False
+        dt = dt if isfinite(dt) and dt > 0.0 else 0.0
         # Soft start: fade from the base command towards the policy's command.
-        if self.soft_start > 0.0 and self._ramp_t < self.soft_start:
+        if self._ramp_t < self.soft_start:
             self._ramp_t += dt
             f = min(1.0, self._ramp_t / self.soft_start)
-            np.subtract(raw, self._base, out=out)
+            out -= self._base
             out *= f
             out += self._base
-        else:
-            out[:] = raw
-        # Rate limit relative to what was published last.
+        # Rate limit relative to what was published last, folded into the limits: [lo, hi] is the
+        # intersection of [prev -+ rate * dt] and [lower, upper] (never empty: prev lies in the limits).
+        lo, hi = self._lo, self._hi
         if self.rate_limit is not None:
-            np.multiply(self.rate_limit, dt, out=self._hi)
-            np.subtract(self._prev, self._hi, out=self._lo)
-            self._hi += self._prev
-            np.maximum(out, self._lo, out=out)  # = np.clip (lo <= hi), at under half its per-call cost
-            np.minimum(out, self._hi, out=out)
-        np.maximum(out, self.lower, out=out)
-        np.minimum(out, self.upper, out=out)
-        if not np.isfinite(out).all():  # e.g. inf - inf in the ramp: refuse rather than publish it
+            np.multiply(self.rate_limit, dt, out=hi)
+            np.subtract(self._prev, hi, out=lo)
+            hi += self._prev
+            np.maximum(lo, self.lower, out=lo)
+            np.minimum(hi, self.upper, out=hi)
+        else:
+            lo[:], hi[:] = self.lower, self.upper
+        np.maximum(out, lo, out=out)  # = np.clip (lo <= hi), at under half its per-call cost
+        np.minimum(out, hi, out=out)
+        if out.dot(self._zeros) != 0.0:  # e.g. inf - inf in the ramp: refuse rather than publish it
             return self.safe(), False
         self._prev[:] = out
         self._last_good[:] = out
         return out, True
+
+
+def decode_command(msg: Any, action: ActionSpec) -> np.ndarray:
+    """A command message -> the command vector in spec order. Raises SpecError if it does not fit.
+
+    Duck-typed on the ROS field names, so rclpy and rosbags messages both work (sim bridge, bag tools)."""
+    n = action.size
+    if action.msg_type == FLOAT64_ARRAY:
+        data = np.asarray(msg.data, dtype=np.float64)
+        if data.shape != (n,):
+            raise SpecError(f"Float64MultiArray command has {data.size} values, expected {n}")
+        return data
+    if action.msg_type == JOINT_STATE:
+        names = list(msg.name)
+        effort = np.asarray(msg.effort, dtype=np.float64)
+        if len(effort) != len(names):
+            raise SpecError(f"JointState command has {len(effort)} efforts for {len(names)} names")
+        try:
+            return effort[[names.index(a) for a in action.names]]
+        except ValueError:
+            missing = [a for a in action.names if a not in names]
+            raise SpecError(f"JointState command lacks actuator {missing[0]!r}") from None
+    if action.msg_type == TWIST:
+        return np.array([getattr(getattr(msg, g), a) for g, a in (x.split(".") for x in action.names)])
+    raise SpecError(f"unsupported command type {action.msg_type!r}")

@@ -9,7 +9,7 @@ they are given, so the sequence field is assigned every call (one small copy, no
   sensor_msgs/JointState       name = spec.action.names, effort = command, header.stamp = now
   geometry_msgs/Twist          each action name is an axis ('linear.x', 'angular.z', ...); others stay 0
 
-`decode_command` is the inverse (for the sim bridge, tests and bag tools): a command message -> vector.
+The inverse, a command message -> vector, is core's `decode_command` (the bag tools need it without rclpy).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.core.command import decode_command  # noqa: F401  (re-exported for the bridge)
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, ActionSpec
 
@@ -79,26 +80,3 @@ class CommandEncoder:
             if stamp_ns is not None:
                 self.msg.header.stamp = stamp_of(stamp_ns)
         return self.msg
-
-
-def decode_command(msg: Any, action: ActionSpec) -> np.ndarray:
-    """A command message -> the command vector in spec order. Raises SpecError if it does not fit."""
-    n = action.size
-    if action.msg_type == FLOAT64_ARRAY:
-        data = np.asarray(msg.data, dtype=np.float64)
-        if data.shape != (n,):
-            raise SpecError(f"Float64MultiArray command has {data.size} values, expected {n}")
-        return data
-    if action.msg_type == JOINT_STATE:
-        names = list(msg.name)
-        effort = np.asarray(msg.effort, dtype=np.float64)
-        if len(effort) != len(names):
-            raise SpecError(f"JointState command has {len(effort)} efforts for {len(names)} names")
-        try:
-            return effort[[names.index(a) for a in action.names]]
-        except ValueError:
-            missing = [a for a in action.names if a not in names]
-            raise SpecError(f"JointState command lacks actuator {missing[0]!r}") from None
-    if action.msg_type == TWIST:
-        return np.array([getattr(getattr(msg, g), a) for g, a in (x.split(".") for x in action.names)])
-    raise SpecError(f"unsupported command type {action.msg_type!r}")
