@@ -29,7 +29,7 @@ bench: venv
 # Build as a ROS 2 workspace package would be built (colcon from PyPI, ament_python).
 colcon: venv
 	rm -rf /tmp/lc_ws && mkdir -p /tmp/lc_ws/src && ln -s $(CURDIR) /tmp/lc_ws/src/liquid_control
-	cd /tmp/lc_ws && $(CURDIR)/$(VENV)/bin/colcon build --symlink-install=false --base-paths src
+	cd /tmp/lc_ws && $(CURDIR)/$(VENV)/bin/colcon build --base-paths src
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info

@@ -1,10 +1,17 @@
-"""Test-wide setup: an isolated DDS domain per test run, localhost-only discovery, offscreen GL."""
+"""Test-wide setup: an isolated DDS domain per test run, localhost-only discovery, offscreen GL.
+
+The domain is always overridden (never inherited): on a machine with a live ROS graph, a test's
+controller and sim bridge must not reach real drivers. ROS logs go to a temporary folder.
+"""
 import os
 import random
+import tempfile
 
 # Set before any rclpy import (here or in child processes, which inherit the environment).
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+# Domain ids 0..232 are valid on Linux with the default port mapping; 0 is everyone's default.
+os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 232))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="lc_test_roslog_")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

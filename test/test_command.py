@@ -129,3 +129,22 @@ def test_same_inputs_same_outputs_bit_for_bit():
         p = CommandPipeline(action_spec(rate_limit=(3.0, 30.0)), soft_start=0.3)
         runs.append(np.array([p.apply(a, dt)[0].copy() for a, dt in zip(actions, dts)]))
     assert np.array_equal(runs[0], runs[1])
+
+
+def test_action_is_clipped_to_unit_range_before_scaling_even_with_wide_limits():
+    from liquid_control.core.spec import parse_spec
+
+    spec = parse_spec({"robot": "t", "rate_hz": 50,
+                       "observation": [{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"]}],
+                       "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a", "b"],
+                                  "scale": [2.0, 5.0], "limits": {"lower": [-100, -1], "upper": [100, 100]}}})
+    p = CommandPipeline(spec.action)
+    cmd, ok = p.apply(np.array([7.0, -3.0]), 0.02)
+    assert ok and cmd.tolist() == [2.0, -1.0]  # +1 * 2 (not 14); -1 * 5 = -5, then the lower limit -1
+
+
+def test_stop_is_the_safe_value_even_when_holding():
+    p = CommandPipeline(action_spec(), safe_behaviour="hold")
+    p.apply(np.array([0.25, 0.3]), 0.01)
+    assert p.safe().tolist() == [0.5, 3.0]  # hold: a sensor fault keeps the last command
+    assert p.stop().tolist() == [0.5, 0.0]  # e-stop / disable / deactivate: the spec's safe value

@@ -117,3 +117,17 @@ def test_layout_difference_names_the_field():
     assert layout_difference(CARTPOLE.layout(), other) == \
         "observation[1].names is ['slider', 'pole'], expected ['slider', 'hinge']"
     assert layout_difference(CARTPOLE.layout(), CARTPOLE.layout()) is None
+
+
+def test_joint_state_from_another_publisher_is_ignored_but_partial_overlap_is_a_fault():
+    asm = ObservationAssembler(CARTPOLE)
+    asm.update("joint_states", joint_state(["slider", "hinge"], [1, 2], [3, 4]), 0.0)
+    # A gripper driver on the same topic: none of our joints -> ignored, values and freshness kept.
+    assert asm.update("joint_states", joint_state(["finger"], [9.0], [9.0]), 0.05) is None
+    obs, fault = asm.assemble(0.1)
+    assert fault is None and asm.ignored == 1
+    np.testing.assert_allclose(obs, [1, 2, 3, 4])
+    assert asm.assemble(0.0 + CARTPOLE.safety.sensor_timeout + 0.01)[1].kind == "stale"  # it did not refresh
+    # Some of ours but not all: a broken message from our driver.
+    err = asm.update("joint_states", joint_state(["slider", "finger"], [0, 0], [0, 0]), 0.1)
+    assert "joint 'hinge' missing" in err

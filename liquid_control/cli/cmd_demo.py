@@ -48,14 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
     parser.add_argument("--out", default="demo_out", help="folder for summary.json, demo.png, logs (default demo_out)")
     parser.add_argument("--video", action="store_true", help="also render demo.gif (offscreen, MUJOCO_GL=osmesa)")
+    parser.add_argument("--domain", type=int, metavar="ID",
+                        help="ROS_DOMAIN_ID to use (default: a random private one, never the inherited one)")
     parser.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit (default: generous for --duration)")
 
 
-def _isolated_env() -> dict[str, str]:
-    """Keep the demo's DDS traffic on this machine, on its own domain unless one is set."""
+def _isolated_env(domain: int | None) -> dict[str, str]:
+    """The demo's own DDS domain, on localhost only: its controller and sim must never reach a real
+    robot's drivers, so an inherited ROS_DOMAIN_ID is not used unless asked for with --domain."""
     env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env["ROS_DOMAIN_ID"] = str(domain if domain is not None else random.SystemRandom().randint(1, 232))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("MUJOCO_GL", "osmesa")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -178,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         raise LiquidControlError(f"--duration must be positive, got {args.duration}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = _isolated_env()
+    if args.domain is not None and not 0 <= args.domain <= 232:
+        raise LiquidControlError(f"--domain must be 0..232, got {args.domain}")
+    env = _isolated_env(args.domain)
     lockstep = args.mode == "lockstep"
     timeout = args.timeout or (120.0 + (args.duration * (2.0 if lockstep else 1.5)))
     cli = [sys.executable, "-m", "liquid_control.cli"]

@@ -3,7 +3,8 @@
 Shared by the controller node and offline bag replay, so that both produce the same command from the
 same action and `dt`. Per tick, in this order:
 
-  1. raw     = action * spec.action.scale
+  1. raw     = clip(action, -1, 1) * spec.action.scale   (the spec's contract, and what training saw:
+               PPO clips its samples to [-1, 1]; applied as part of step 4's bounds, no extra work)
   2. ramp    = base + f * (raw - base), f = min(1, t / soft_start): the command is faded in from
                `base` (what was published when the ramp began: the safe command after activation or
                recovery) over the soft-start time; f = 1 when soft_start is 0.
@@ -11,7 +12,8 @@ same action and `dt`. Per tick, in this order:
   4. clamp   = clip(rate, lower, upper)
 
 A non-finite action (or a non-finite result) yields the safe command instead: zero -> spec.action.safe,
-hold -> the last good command. The safe command is applied at once (no rate limit: stopping must not be
+hold -> the last good command. `stop()` is the safe value whatever the behaviour: e-stop, disable,
+deactivate and shutdown use it, since holding a torque is not stopping. The safe command is applied at once (no rate limit: stopping must not be
 slowed down); the next good command is rate limited from it. The output is never non-finite.
 
 Pure numpy on preallocated buffers: no allocation per tick.
@@ -52,6 +54,10 @@ class CommandPipeline:
         if np.any(self.safe_value < self.lower) or np.any(self.safe_value > self.upper):
             raise SpecError(f"safe command {self.safe_value.tolist()} lies outside the limits "
                             f"[{self.lower.tolist()}, {self.upper.tolist()}]")
+        # Bounds of a policy command: the limits, narrowed to what an action in [-1, 1] can produce.
+        reach = np.abs(self.scale)
+        self._cmd_lower = np.maximum(self.lower, -reach)
+        self._cmd_upper = np.minimum(self.upper, reach)
         self.rate_limit = None if action.rate_limit is None else np.asarray(action.rate_limit, dtype=np.float64)
         self.soft_start = float(soft_start)
         self.safe_behaviour = safe_behaviour
@@ -97,6 +103,12 @@ class CommandPipeline:
         self._prev[:] = src
         return self._out
 
+    def stop(self) -> np.ndarray:
+        """The spec's safe value, applied immediately, whatever `safe_behaviour` says."""
+        self._out[:] = self.safe_value
+        self._prev[:] = self.safe_value
+        return self._out
+
     def apply(self, action: np.ndarray, dt: float) -> tuple[np.ndarray, bool]:
         """The command for `action` after `dt` seconds since the previous command, and whether it is
         good (False: the action or the result was non-finite, and the safe command was returned)."""
@@ -117,16 +129,17 @@ class CommandPipeline:
             out *= f
             out += self._base
         # Rate limit relative to what was published last, folded into the limits: [lo, hi] is the
-        # intersection of [prev -+ rate * dt] and [lower, upper] (never empty: prev lies in the limits).
+        # intersection of [prev -+ rate * dt] and the command bounds (not empty while prev lies within
+        # the bounds; a safe value outside them — beyond what +-scale reaches — snaps to the nearest bound).
         lo, hi = self._lo, self._hi
         if self.rate_limit is not None:
             np.multiply(self.rate_limit, dt, out=hi)
             np.subtract(self._prev, hi, out=lo)
             hi += self._prev
-            np.maximum(lo, self.lower, out=lo)
-            np.minimum(hi, self.upper, out=hi)
+            np.maximum(lo, self._cmd_lower, out=lo)
+            np.minimum(hi, self._cmd_upper, out=hi)
         else:
-            lo[:], hi[:] = self.lower, self.upper
+            lo[:], hi[:] = self._cmd_lower, self._cmd_upper
         np.maximum(out, lo, out=out)  # = np.clip (lo <= hi), at under half its per-call cost
         np.minimum(out, hi, out=out)
         if out.dot(self._zeros) != 0.0:  # e.g. inf - inf in the ramp: refuse rather than publish it

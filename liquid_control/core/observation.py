@@ -5,7 +5,9 @@ messages): both expose the ROS field names as attributes, so nothing here import
 
 A message is decoded whole or not at all: a bad one (non-finite value, wrong array length, missing
 joint) marks its topic faulted and leaves the last good values untouched, so the vector never
-mixes old and half-decoded data. Freshness is judged by the time the message was *received*
+mixes old and half-decoded data. A JointState naming none of the spec's joints on that topic is
+ignored rather than a fault: robots often publish /joint_states from several drivers (arm, gripper),
+and only a message that names some but not all of our joints is wrong. Freshness is judged by the time the message was *received*
 (the caller's clock: node time, or bag time on replay), not by its header stamp, which may come
 from another machine's clock.
 """
@@ -97,6 +99,12 @@ class ObservationAssembler:
             self._blocks.setdefault(entry.topic, []).append(_Block(entry, start))
             start += entry.size
         self.topics: tuple[str, ...] = tuple(self._blocks)
+        # Per JointState topic, every joint any of its entries names: a message with none of them is another
+        # publisher's (see the module docstring).
+        self._joints: dict[str, frozenset[str]] = {
+            t: frozenset(n for b in blocks if b.entry.msg_type == JOINT_STATE for n in b.entry.names)
+            for t, blocks in self._blocks.items()}
+        self.ignored = 0  # JointState messages from other publishers (none of our joints)
         self.msg_types: dict[str, str] = {t: b[0].entry.msg_type for t, b in self._blocks.items()}
         self._stamp: dict[str, float | None] = {}
         self._error: dict[str, str | None] = {}
@@ -111,11 +119,15 @@ class ObservationAssembler:
     def update(self, topic: str, msg: Any, stamp: float) -> str | None:
         """Decode `msg` received on `topic` at time `stamp` (seconds). Returns an error string or None.
 
-        Topics the spec does not use are ignored (None). A bad message keeps the previous values but
+        Topics the spec does not use, and JointStates naming none of our joints, are ignored (None). A bad message keeps the previous values but
         marks the topic invalid until a good message arrives.
         """
         blocks = self._blocks.get(topic)
         if blocks is None:
+            return None
+        joints = self._joints[topic]
+        if joints and joints.isdisjoint(getattr(msg, "name", ())):
+            self.ignored += 1
             return None
         try:
             for b in blocks:
