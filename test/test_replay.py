@@ -287,15 +287,33 @@ def test_ticks_at_recorded_commands_reproduce_a_recorded_run_exactly(model, tmp_
 
 
 def test_header_time_reorders_within_the_window_and_counts_later_arrivals():
-    from liquid_control.bags.replay import _Reorder
+    from liquid_control.bags.timebase import HeaderClock
 
-    r = _Reorder(window_ns=10)
+    r = HeaderClock(window_ns=10)
     out = []
     # (stamp, log time): stamps arrive out of order by up to 8 ns, then one 30 ns late
     for stamp, log in [(100, 101), (95, 102), (110, 111), (104, 112), (120, 121), (130, 131), (90, 132), (140, 141)]:
-        out += [t for t, _ in r.push(stamp, log, None)]
+        out += [t for t, _ in r.push(log, stamp, None)]
     out += [t for t, _ in r.flush()]
     assert out == [95, 100, 104, 110, 120, 130, 140] and r.dropped == 1
+
+
+def test_header_clock_puts_headerless_messages_on_the_senders_clock():
+    from liquid_control.bags.timebase import HeaderClock
+
+    # sensor clock 1000 ns behind the recorder, delays 1..3 ns; commands (no header) logged in between
+    r = HeaderClock(window_ns=20)
+    out = []
+    for log, stamp, name in [(5010, None, "c0"), (5101, 4100, "s0"), (5104, 4101, "s1"), (5106, None, "c1"),
+                             (5110, 4107, "s2"), (5111, None, "c2"), (5130, 4128, "s3"), (5160, 4159, "s4")]:
+        out += list(r.push(log, stamp, name))
+    out += list(r.flush())
+    # offset = the largest stamp - log in the window = -1001 (the least-delayed samples): c0 waited for
+    # it; c1 and c2 come right after the samples logged before them, before the ones logged after
+    assert [it for _, it in out] == ["c0", "s0", "s1", "c1", "s2", "c2", "s3", "s4"]
+    times = {it: t for t, it in out}
+    assert times["c0"] == 5010 - 1001 and times["c1"] == 5106 - 1001 and times["c2"] == 5111 - 1001
+    assert r.dropped == 0 and r.headerless == 3 and r.offset_range == (-1001, -1001)
 
 
 def test_header_time_replay_orders_two_sensors_by_stamp(model, tmp_path):
@@ -319,3 +337,47 @@ def test_header_time_replay_orders_two_sensors_by_stamp(model, tmp_path):
     assert (tmp_path / "h.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()  # order restored exactly
     replay(tmp_path / "late", policy(model), SPEC, csv=tmp_path / "r.csv")  # receive time: as they came
     assert (tmp_path / "r.csv").read_bytes() != (tmp_path / "ref.csv").read_bytes()
+
+
+@pytest.mark.parametrize("offset_s", [-2.0, -0.3, 1.0])
+def test_header_time_is_unmoved_by_the_sensor_clock_offset(model, tmp_path, offset_s):
+    # The sensors stamp on their own clock, `offset_s` off the recorder's (robot and laptop not synced);
+    # the recorded commands have no header. On the header time base the replay must be the same as with
+    # synced clocks: commands placed on the sensors' clock, nothing dropped, comparison not shifted.
+    info = write_cartpole_bag(tmp_path / "synced", duration=2.0, storage="sqlite3", latency_ns=0)
+    shift = int(offset_s * 1e9)
+
+    def restamp(topic, t, m):
+        if topic == "/joint_states":
+            s = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec + shift
+            m.header.stamp.sec, m.header.stamp.nanosec = s // 10**9, s % 10**9
+        return m
+    _rewrite(info.path, tmp_path / "off", restamp)
+    hdr = ReplayOptions(time_base="header")
+    ref = replay(info.path, policy(model), SPEC, options=hdr, csv=tmp_path / "ref.csv")
+    got = replay(tmp_path / "off", policy(model), SPEC, options=hdr, csv=tmp_path / "off.csv")
+    assert got.stats.skipped_total == 0 and got.faulted_ticks == 0 and got.ticks == ref.ticks == 50
+    assert got.comparison == ref.comparison and got.comparison[0].n == 50
+    assert (tmp_path / "off.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    assert any(f"placed at receive time {offset_s * 1e3:+.3f} ms" in n for n in got.notes), got.notes
+
+
+def test_demonstrations_on_header_time_are_unmoved_by_the_sensor_clock_offset(tmp_path):
+    from liquid_control.bags.demos import extract_demos
+
+    info = write_cartpole_bag(tmp_path / "synced", duration=2.0, latency_ns=0)
+
+    def restamp(topic, t, m):
+        if topic == "/joint_states":
+            s = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec - 2 * 10**9
+            m.header.stamp.sec, m.header.stamp.nanosec = s // 10**9, s % 10**9
+        return m
+    _rewrite(info.path, tmp_path / "off", restamp)
+    hdr = ReplayOptions(time_base="header")
+    ref, got = extract_demos([info.path], SPEC, options=hdr), extract_demos([tmp_path / "off"], SPEC, options=hdr)
+    # every command but the first (logged before any sensor sample) pairs with what was seen before it
+    assert got.steps == ref.steps == info.command_messages - 1 and got.breaks == 0
+    for a, b in zip(got.demos, ref.demos):
+        np.testing.assert_array_equal(a.obs, b.obs)
+        np.testing.assert_array_equal(a.dt, b.dt)
+        np.testing.assert_array_equal(a.action, b.action)

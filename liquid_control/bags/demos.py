@@ -7,6 +7,9 @@ the previous command, and its target action is command / scale (the inverse of t
 step; soft start and rate limit are the expert's business, clipped to the nominal [-1, 1]). A sensor
 fault (missing, stale or invalid data) or a gap of more than `max_gap` periods between commands ends
 a sequence: the hidden state would not have carried over it either.
+
+Times are in the options' time base, as for replay (bags/timebase.py): receive time, or the header
+clock, onto which the headerless commands are placed by the estimated clock offset.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from liquid_control.bags.io import BagError, BagReader, ReadStats
 from liquid_control.bags.replay import ReplayOptions, command_vector, recorded_name
+from liquid_control.bags.timebase import HeaderClock, in_time_order
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.spec import RobotSpec
 
@@ -63,7 +67,8 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
             cmd_topic = bag.topic(cmd_topic).name
             start = bag.start_ns + int(round(options.start_offset * 1e9))
             stop = None if options.duration is None else start + int(round(options.duration * 1e9))
-            header = options.time_base == "header"
+            window_ns = int(options.reorder_window * 1e9)
+            clock = HeaderClock(window_ns)
             obs, dts, acts = [], [], []
             last_t = None
             origin = None
@@ -75,20 +80,18 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
                 out.breaks += cut and bool(dts)
                 obs.clear(), dts.clear(), acts.clear()
 
-            for m in bag.messages([*sensors, cmd_topic], start, stop):
-                t = m.log_time_ns
-                if header and getattr(m.msg, "header", None) is not None:
-                    t = m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec
+            logged = ((m.log_time_ns, m.topic, m.msg) for m in bag.messages([*sensors, cmd_topic], start, stop))
+            for t, topic, msg in in_time_order(logged, options.time_base, window_ns, clock):
                 origin = t if origin is None else origin
                 now = (t - origin) * 1e-9
-                if m.topic != cmd_topic:
-                    err = asm.update(sensors[m.topic], m.msg, now)
+                if topic != cmd_topic:
+                    err = asm.update(sensors[topic], msg, now)
                     if err is not None:
-                        bag.stats.skip(m.topic, f"does not fit the spec: {err}")
+                        bag.stats.skip(topic, f"does not fit the spec: {err}")
                     continue
-                v = command_vector(m.msg, spec)
+                v = command_vector(msg, spec)
                 if v is None:
-                    bag.stats.skip(m.topic, "recorded command does not fit the spec's action")
+                    bag.stats.skip(topic, "recorded command does not fit the spec's action")
                     continue
                 vec, fault = asm.assemble(now)
                 gap = last_t is not None and (t - last_t) * 1e-9 > max_gap * spec.period
@@ -102,6 +105,9 @@ def extract_demos(bag_paths: list[str | Path], spec: RobotSpec, *, options: Repl
                 acts.append(np.clip(v / scale, -1.0, 1.0))
                 last_t = t
             close(cut=False)
+            if clock.dropped:
+                bag.stats.skip("(all)", f"header stamp older than the {options.reorder_window:g} s reorder window",
+                               clock.dropped)
     if not out.demos:
         raise BagError(f"no demonstration of at least {min_length} commands with good sensor data in "
                        f"{', '.join(map(str, bag_paths))}")

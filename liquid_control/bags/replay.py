@@ -10,9 +10,12 @@ The same parts as the node, fed from the bag instead of live topics:
 Ticks `recorded` instead: one tick at each recorded command message (the recorded controller's own
 ticks; dt = the time between them), so its command is compared with the policy's like for like.
 
-Time base: `receive` uses rosbag2's log time (when the recorder received the message: what a node on
-that machine saw); `header` uses header.stamp where a message has one (messages are re-ordered by stamp
-within a bounded window; ones later than the window are counted and dropped).
+Time base (bags/timebase.py): `receive` uses rosbag2's log time (when the recorder received the
+message: what a node on that machine saw); `header` uses header.stamp (messages are re-ordered by stamp
+within a bounded window; ones later than the window are counted and dropped), and puts messages without
+a header (a Float64MultiArray command) on the senders' clock: log time + the clock offset seen through
+the stamped topics, so a sensor clock that is off the recorder's neither drops samples nor shifts the
+comparison with the recorded commands.
 
 Streaming: messages are read one at a time (or one MCAP chunk), outputs are written as ticks happen, and
 the plot keeps a bounded, evenly decimated trace, so memory does not grow with the bag. Deterministic:
@@ -21,7 +24,6 @@ bytes out.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import time
@@ -33,12 +35,12 @@ import numpy as np
 
 from liquid_control.bags.io import (COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats,
                                     ensure_types, normalize_topic)
+from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_notes, header_ns, in_time_order
 from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError, StepError
 from liquid_control.core.observation import Fault, ObservationAssembler
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
 
-TIME_BASES = ("receive", "header")
 TICK_SOURCES = ("schedule", "recorded")
 
 
@@ -312,7 +314,7 @@ class TopicTiming:
             self.first = log_ns
         self.n += 1
         self.last = log_ns
-        stamp = _header_ns(msg)
+        stamp = header_ns(msg)
         if stamp:
             lag = log_ns - stamp
             self.lag_n += 1
@@ -364,38 +366,6 @@ class ReplayResult:
         out += self.notes
         out += [f"wrote {kind}: {path}" for kind, path in self.outputs.items()]
         return out
-
-
-def _header_ns(msg: Any) -> int | None:
-    hdr = getattr(msg, "header", None)
-    stamp = getattr(hdr, "stamp", None)
-    if stamp is None:
-        return None
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-class _Reorder:
-    """Orders (time, seq, item) by time within a window of log time; later arrivals are dropped."""
-
-    def __init__(self, window_ns: int):
-        self.window, self.heap, self.seq, self.last_out, self.dropped = window_ns, [], 0, None, 0
-
-    def push(self, t: int, log_ns: int, item: Any) -> Iterator[tuple[int, Any]]:
-        if self.last_out is not None and t < self.last_out:
-            self.dropped += 1
-            return
-        heapq.heappush(self.heap, (t, self.seq, item))
-        self.seq += 1
-        while self.heap and self.heap[0][0] <= log_ns - self.window:
-            t0, _, it = heapq.heappop(self.heap)
-            self.last_out = t0
-            yield t0, it
-
-    def flush(self) -> Iterator[tuple[int, Any]]:
-        while self.heap:
-            t0, _, it = heapq.heappop(self.heap)
-            self.last_out = t0
-            yield t0, it
 
 
 def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
@@ -637,7 +607,6 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
     raw_sinks = [s.raw for s in sinks if hasattr(s, "raw")]
     wanted = set(sensors) | ({recorded_topic} if recorded_topic else set())
     topics = list(bag.topics) if with_bag_topics else sorted(wanted)
-    reorder = _Reorder(int(options.reorder_window * 1e9)) if options.time_base == "header" else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -647,30 +616,32 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
     n = 0
     decode = bag.decode
     timing = {t: TopicTiming(t) for t in sorted(wanted)}
-    for raw in bag.raw_messages(topics, start_ns, stop_ns):
-        n += 1
-        if bar is not None and not n & 2047:
-            bar.update(2048)
-        for f in raw_sinks:
-            f(raw)
-        if raw.topic not in wanted:
-            continue
-        msg = decode(raw)
-        if msg is None:
-            continue
-        timing[raw.topic].add(raw.log_time_ns, msg)
-        if reorder is None:
-            event(raw.log_time_ns, raw.topic, msg)
-        else:
-            t = _header_ns(msg)
-            for t_ev, (topic, m) in reorder.push(raw.log_time_ns if t is None else t, raw.log_time_ns, (raw.topic, msg)):
-                event(t_ev, topic, m)
-    if reorder is not None:
-        for t_ev, (topic, m) in reorder.flush():
-            event(t_ev, topic, m)
-        if reorder.dropped:
+
+    def decoded() -> Iterator[tuple[int, str, Any]]:
+        nonlocal n
+        for raw in bag.raw_messages(topics, start_ns, stop_ns):
+            n += 1
+            if bar is not None and not n & 2047:
+                bar.update(2048)
+            for f in raw_sinks:
+                f(raw)
+            if raw.topic not in wanted:
+                continue
+            msg = decode(raw)
+            if msg is None:
+                continue
+            timing[raw.topic].add(raw.log_time_ns, msg)
+            yield raw.log_time_ns, raw.topic, msg
+
+    window_ns = int(options.reorder_window * 1e9)
+    clock = HeaderClock(window_ns) if options.time_base == "header" else None
+    for t, topic, msg in in_time_order(decoded(), options.time_base, window_ns, clock):
+        event(t, topic, msg)
+    if clock is not None:
+        if clock.dropped:
             result.stats.skip("(all)", f"header stamp older than the {options.reorder_window:g} s reorder window",
-                              reorder.dropped)
+                              clock.dropped)
+        result.notes += header_clock_notes(clock)
     loop.finish()
     if bar is not None:
         bar.update(n & 2047)

@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remap", action="append", default=[], metavar="RECORDED:=NEW",
                    help="treat a recorded topic as another name (as ros2 bag play --remap); repeatable")
     p.add_argument("--time-base", choices=("receive", "header"), default="receive",
-                   help="message time: rosbag2 receive (log) time, or header.stamp where there is one")
+                   help="message time: rosbag2 receive (log) time, or header.stamp (messages without a header: "
+                        "receive time moved onto the senders' clock by the offset the stamped topics show)")
     p.add_argument("--ticks", choices=("schedule", "recorded"), default="schedule",
                    help="schedule: the spec's rate on bag time; recorded: at each recorded command (the recorded "
                         "controller's own ticks), comparing like for like")
