@@ -104,8 +104,9 @@ def command_vector(msg: Any, spec: RobotSpec) -> np.ndarray | None:
         return None
 
 
-class CommandEncoder:
-    """Command vector -> serialized CDR of the spec's command type, with rosbags' typestore."""
+class CommandSerializer:
+    """Command vector -> serialized CDR bytes of the spec's command type, with rosbags' typestore (for
+    writing bags; the node's live counterpart, building rclpy messages, is ros.messages.CommandEncoder)."""
 
     def __init__(self, spec: RobotSpec, typestore: Any):
         self.ts, self.msgtype, self.names = typestore, spec.action.msg_type, list(spec.action.names)
@@ -121,7 +122,7 @@ class CommandEncoder:
         else:  # pragma: no cover - the spec parser refuses other types
             raise BagError(f"cannot encode command type {self.msgtype}")
 
-    def encode(self, command: np.ndarray, stamp_ns: int) -> bytes:
+    def serialize(self, command: np.ndarray, stamp_ns: int) -> bytes:
         c = np.array(command, dtype=np.float64)
         if self.msgtype == FLOAT64_ARRAY:
             msg = self._cls(layout=self._layout, data=c)
@@ -255,7 +256,7 @@ class BagSink:
     def __init__(self, path: Path, spec: RobotSpec, reader: BagReader, *, storage: str, command_topic: str,
                  copy_topics: list[str]):
         self.writer = BagWriter(path, storage=storage, typestore=reader.typestore)
-        self.encoder = CommandEncoder(spec, reader.typestore)
+        self.serializer = CommandSerializer(spec, reader.typestore)
         self.topic = command_topic
         self.copy = set()
         self.notes: list[str] = []
@@ -277,7 +278,7 @@ class BagSink:
             self.writer.write(m.topic, m.log_time_ns, m.data)
 
     def tick(self, k: Tick) -> None:
-        self.writer.write(self.topic, k.t_ns, self.encoder.encode(k.command, k.t_ns))
+        self.writer.write(self.topic, k.t_ns, self.serializer.serialize(k.command, k.t_ns))
 
     def close(self, ok: bool) -> None:
         if ok:
