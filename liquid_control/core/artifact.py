@@ -3,8 +3,8 @@
 The file is a single-step ONNX model (see onnx_graph.py) whose initializers are the canonical cellmath
 parameters, plus one metadata_props entry, key "liquid_control", holding a JSON object:
 
-    {"format_version": 1,
-     "cfg": {...cellmath config...},
+    {"format_version": 1 | 2,
+     "cfg": {...cellmath config, including "dt_scale" when the model's time unit is not the second...},
      "layout": {"observation": [...], "action": {...}} | null,   # RobotSpec.layout() it was trained for
      "spec_hash": "16 hex" | null, "robot": "cartpole" | null,
      "nominal_period": 0.04 | null,                              # seconds per control tick in training
@@ -13,6 +13,11 @@ parameters, plus one metadata_props entry, key "liquid_control", holding a JSON 
 
 Every backend loads this one file: numpy and torch take the parameters from the initializers, onnxruntime
 runs the graph itself.
+
+Format 2 is format 1 plus a time scale: cfg "dt_scale" != 1, applied in the graph by one Mul on dt whose
+constant is the initializer onnx_graph.DT_SCALE_INIT. A file is written with the lowest version that can
+hold it, so models in seconds stay readable by format-1 readers, and a reader that does not know the time
+scale refuses a scaled model instead of running it dt_scale times too slow or too fast.
 """
 from __future__ import annotations
 
@@ -28,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.core import cellmath
 from liquid_control.core.cellmath import ACTIVATIONS, Params
 from liquid_control.core.errors import ArtifactError
 from liquid_control.core.spec import RobotSpec, layout_difference, layout_hash
 
 META_KEY = "liquid_control"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                  # the newest format this code writes
+READABLE_VERSIONS = (1, 2)
 CFC_MODES = ("default", "pure", "no_gate")
 
 
@@ -85,6 +92,10 @@ def check_cfg(cfg: Any) -> None:
         raise ValueError(f"cfg cell must be 'cfc' or 'ltc', got {cell!r}")
     if not cfg.get("proj") and out != cfg["output_size"]:
         raise ValueError(f"cfg output_size is {cfg['output_size']} but the cell gives {out} outputs and proj is off")
+    if "dt_scale" in cfg:
+        s = cfg["dt_scale"]
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not np.isfinite(s) or s <= 0:
+            raise ValueError(f"cfg dt_scale (model time units per second) must be a finite number > 0, got {s!r}")
 
 
 def param_shapes(cfg: dict[str, Any], params: Params | None = None) -> dict[str, tuple[int, ...]]:
@@ -184,7 +195,7 @@ def write_artifact(path: str | Path, cfg: dict[str, Any], params: Params, *, spe
         if nominal_period is None:
             nominal_period = spec.period
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if cellmath.dt_scale(cfg) == 1.0 else FORMAT_VERSION,
         "cfg": cfg,
         "layout": layout,
         "spec_hash": layout_hash(layout) if layout is not None else None,
@@ -238,6 +249,11 @@ class Artifact:
         return self.meta.get("nominal_period")
 
     @property
+    def dt_scale(self) -> float:
+        """Model time units per second: the cells see dt * dt_scale (1.0: the model counts in seconds)."""
+        return cellmath.dt_scale(self.cfg)
+
+    @property
     def parameter_count(self) -> int:
         """Stored parameter values (effective weights; masked-out synapses are stored as zeros)."""
         return int(sum(v.size for v in self.params.values()))
@@ -273,9 +289,9 @@ def read_artifact(path: str | Path) -> Artifact:
     except ValueError as exc:
         raise ArtifactError(f"{path}: the '{META_KEY}' metadata is not valid JSON ({exc})") from None
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(f"{path}: unknown artifact format_version {version!r} (this liquid_control reads "
-                            f"{FORMAT_VERSION}); upgrade liquid_control or re-export the model")
+                            f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade liquid_control or re-export the model")
     cfg = meta.get("cfg")
     try:
         check_cfg(cfg)
@@ -283,6 +299,7 @@ def read_artifact(path: str | Path) -> Artifact:
         params = {t.name: numpy_helper.to_array(t).astype(np.float32, copy=False)
                   for t in model.graph.initializer if t.name in wanted}
         check_params(cfg, params)
+        _check_graph_dt_scale(cfg, model)
     except ValueError as exc:
         raise ArtifactError(f"{path}: model inconsistent with its config: {exc}") from None
     names = {i.name for i in model.graph.input}, {o.name for o in model.graph.output}
@@ -290,6 +307,21 @@ def read_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path}: graph has inputs {sorted(names[0])} and outputs {sorted(names[1])}, "
                             "expected obs, dt, h_in -> action, h_out")
     return Artifact(path=path, cfg=cfg, params=params, meta=meta, model_bytes=data)
+
+
+def _check_graph_dt_scale(cfg: dict[str, Any], model: Any) -> None:
+    """The graph's time scale (what plain onnxruntime applies) must be the config's (what numpy and torch
+    apply), or backends would silently disagree by that factor."""
+    from onnx import numpy_helper
+
+    from liquid_control.core.onnx_graph import DT_SCALE_INIT
+
+    want = cellmath.dt_scale(cfg)
+    found = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name == DT_SCALE_INIT]
+    have = float(found[0]) if len(found) == 1 and found[0].size == 1 else (1.0 if not found else None)
+    if have is None or not np.isclose(have, want, rtol=1e-6, atol=0.0):
+        raise ValueError(f"the graph scales dt by {have if have is not None else 'a malformed constant'}, "
+                         f"the config says dt_scale {want:g}")
 
 
 def check_spec(artifact: Artifact, spec: RobotSpec) -> None:

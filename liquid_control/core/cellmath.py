@@ -14,7 +14,13 @@ Config (`cfg`, JSON-able, stored in the artifact metadata):
      "cfc": {"mode": "default"|"pure"|"no_gate", "activation": "lecun_tanh"|"tanh"|"relu"|"silu"|"gelu",
              "layers": [{"size": n_l, "backbone": k_l}, ...]},      # one layer unless wired
      "ltc": {"motor_size": M, "ode_unfolds": U, "epsilon": e},
-     "proj": bool}                                                 # a final Linear readout
+     "proj": bool,                                                 # a final Linear readout
+     "dt_scale": s}                                                # optional, default 1.0 (see below)
+
+Time: `dt` is always the measured time since the previous step in SECONDS. The cells run in the model's
+own time unit, which is the second unless the model was trained otherwise (an ncps model trained with
+its default timespan of 1.0 per step counts in control ticks). `dt_scale` = model time units per second:
+every runtime computes dt_model = dt * dt_scale before the cell math, and nothing else sees the unit.
 
 Params (name -> float32 array):
     obs_mean (I,), obs_std (I,)             input normalisation x = clip((obs - mean) / std, +-obs_clip)
@@ -102,9 +108,15 @@ def normalise(p: Params, obs: np.ndarray) -> np.ndarray:
     return np.clip((obs - p["obs_mean"]) / p["obs_std"], -OBS_CLIP, OBS_CLIP)
 
 
+def dt_scale(cfg: dict[str, Any]) -> float:
+    """Model time units per second (1.0 when the config does not say)."""
+    return float(cfg.get("dt_scale", 1.0))
+
+
 def step(cfg: dict[str, Any], p: Params, obs: np.ndarray, h: np.ndarray, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reference step. obs (B, I), h (B, N), dt (B, 1) -> action (B, A), new h (B, N). float64 inside."""
+    """Reference step. obs (B, I), h (B, N), dt (B, 1) seconds -> action (B, A), new h (B, N). float64 inside."""
     x = normalise(p, obs)
+    dt = dt * dt_scale(cfg)  # seconds -> the model's time unit
     if cfg["cell"] == "cfc":
         c = cfg["cfc"]
         new_h, start, inp = [], 0, x

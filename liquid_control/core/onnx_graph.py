@@ -1,11 +1,14 @@
 """Build the single-step ONNX graph of a liquid policy from its canonical config and parameters.
 
-    obs [batch, I] float32, dt [batch, 1] float32, h_in [batch, N] float32 -> action [batch, A], h_out [batch, N]
+    obs [batch, I] float32, dt [batch, 1] float32 (seconds), h_in [batch, N] float32
+        -> action [batch, A], h_out [batch, N]
 
 The graph is `cellmath.step` op for op (normalisation, CfC in every mode with wired multi-layer stacks,
 LTC with its ode_unfolds unrolled, the optional projection), so any ONNX runtime, C++ included, runs a
 policy with no project code. Weights are initializers named exactly as in cellmath (e.g. "cfc0.heads.W"),
-which is how `artifact.read_artifact` gets the parameters back.
+which is how `artifact.read_artifact` gets the parameters back. A model whose time unit is not the second
+(cfg "dt_scale" != 1) starts with one Mul of dt by the initializer "dt_scale", so the graph's dt input is
+seconds for every caller.
 
 Opset 17 / IR 8: old enough for the ONNX Runtime builds that ship on robots, new enough for ReduceSum with
 an `axes` input.
@@ -19,12 +22,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from liquid_control.core.cellmath import OBS_CLIP, Params
+from liquid_control.core.cellmath import OBS_CLIP, Params, dt_scale
 
 OPSET = 17
 IR_VERSION = 8
 INPUTS = ("obs", "dt", "h_in")
 OUTPUTS = ("action", "h_out")
+DT_SCALE_INIT = "dt_scale"  # the initializer holding cfg["dt_scale"]; absent when it is 1
 
 
 class _Graph:
@@ -132,6 +136,11 @@ def _ltc_state(g: _Graph, unfolds: int, epsilon: float, x: str, v: str, dt: str)
 def build_model(cfg: dict[str, Any], params: Params, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """The single-step graph for `cfg`/`params` (already validated), with `metadata` as metadata_props."""
     g = _Graph(params)
+    dt = "dt"
+    scale = dt_scale(cfg)
+    if scale != 1.0:  # seconds -> the model's time unit; the name is what read_artifact checks against cfg
+        g.inits[DT_SCALE_INIT] = numpy_helper.from_array(np.asarray(scale, dtype=np.float32), DT_SCALE_INIT)
+        dt = g.op("Mul", "dt", DT_SCALE_INIT)
     x = g.op("Div", g.op("Sub", "obs", g.param("obs_mean")), g.param("obs_std"))
     x = g.op("Clip", x, g.const(-OBS_CLIP), g.const(OBS_CLIP))
     if cfg["cell"] == "cfc":
@@ -141,13 +150,13 @@ def build_model(cfg: dict[str, Any], params: Params, metadata: dict[str, str] | 
         new_h, inp = [], x
         for layer, spec in enumerate(layers):
             inp = _cfc_layer(g, f"cfc{layer}.", c["mode"], c["activation"], spec["backbone"], spec["size"],
-                             inp, hs[layer], "dt")
+                             inp, hs[layer], dt)
             new_h.append(inp)
         h_out = g.op("Identity", new_h[0], out="h_out") if len(new_h) == 1 else g.op("Concat", *new_h, axis=1, out="h_out")
         y = inp
     elif cfg["cell"] == "ltc":
         c = cfg["ltc"]
-        v = _ltc_state(g, c["ode_unfolds"], c["epsilon"], x, "h_in", "dt")
+        v = _ltc_state(g, c["ode_unfolds"], c["epsilon"], x, "h_in", dt)
         h_out = g.op("Identity", v, out="h_out")
         motor = g.op("Slice", h_out, g.const([0], np.int64), g.const([c["motor_size"]], np.int64),
                      g.const([1], np.int64))
@@ -170,7 +179,7 @@ def build_model(cfg: dict[str, Any], params: Params, metadata: dict[str, str] | 
         initializer=list(g.inits.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="liquid_control", ir_version=IR_VERSION)
-    model.doc_string = "Liquid policy, one control step: obs, dt, h_in -> action, h_out"
+    model.doc_string = "Liquid policy, one control step: obs, dt (seconds), h_in -> action, h_out"
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     return model

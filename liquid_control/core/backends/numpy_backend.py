@@ -13,6 +13,9 @@ Everything here serves fewer and cheaper numpy calls:
   * constant factors are folded into the weights at load: lecun_tanh's 0.666 goes into its Linear and
     its 1.7159 into the columns of the next Linear; sigmoid(u) is written 0.5 + 0.5 tanh(u/2) with the
     1/2 folded into the time heads, so one tanh call covers ff1, ff2 and the gate;
+  * the time scale (cfg "dt_scale", model time units per second) costs nothing per step: it is folded into
+    the CfC time_a head (t_a (dt s) = (s t_a) dt) and the LTC capacitance (cm / (dt s) = (cm / s) / dt);
+    pure-mode CfC multiplies -dt by a precomputed -s, which replaces the negation it did anyway;
   * the CfC gate mix ff1 (1 - s) + s ff2 = 0.5 (ff1 + ff2 + T (ff2 - ff1)) ends in one (3,) @ (3, n) dot;
   * LTC sums numerator and denominator synapses in one `vecdot` over the bounding box of the nonzero
     synapses only (for an AutoNCP wiring, 29 x 58 of the 64 x 64 recurrent matrix), and that vecdot also
@@ -30,6 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from liquid_control.core import cellmath
 from liquid_control.core.cellmath import OBS_CLIP, Params
 
 F = np.float32
@@ -107,7 +111,7 @@ class _CfcLayer:
     """
 
     def __init__(self, p: Params, prefix: str, mode: str, activation: str, n_backbone: int,
-                 window: np.ndarray, out: np.ndarray, with_one: bool) -> None:
+                 window: np.ndarray, out: np.ndarray, with_one: bool, dt_scale: float = 1.0) -> None:
         n = out.shape[0]
         self.mode, self.out = mode, out
         act = _Activation(activation)
@@ -145,8 +149,8 @@ class _CfcLayer:
         else:
             W = np.asarray(p[f"{prefix}heads.W"], np.float64)
             b = np.asarray(p[f"{prefix}heads.b"], np.float64)
-            # rows [ff1; ff2; t_a/2; t_b/2]: sigmoid(u) = 0.5 + 0.5 tanh(u / 2)
-            scale = np.concatenate([np.ones(2 * n), np.full(2 * n, 0.5)])
+            # rows [ff1; ff2; t_a s/2; t_b/2]: sigmoid(u) = 0.5 + 0.5 tanh(u / 2), and t_a (dt s) = (t_a s) dt
+            scale = np.concatenate([np.ones(2 * n), np.full(n, 0.5 * dt_scale), np.full(n, 0.5)])
             self.W = head_affine(W * scale[:, None], b * scale)
             self.H = np.empty(4 * n, F)
             self.tanh_part = self.H[: 3 * n]          # ff1, ff2, gate argument
@@ -164,7 +168,8 @@ class _CfcLayer:
     def compile(self, dt: np.ndarray, neg_dt: np.ndarray) -> Callable[[], None]:
         """The layer update as a closure over its buffers (local names, no attribute lookups per step).
 
-        dt, neg_dt: the backend's 0-d float32 arrays holding dt and -dt for the current step."""
+        dt, neg_dt: the backend's 0-d float32 arrays holding, for the current step, dt in seconds (the time
+        scale is in the weights) and -dt in model time units (pure mode)."""
         backbone = tuple(self.backbone)
         bb_bias, head_bias, W, src, H, out = self.bb_bias, self.head_bias, self.W, self.src, self.H, self.out
         dot, add, mul, sub, tanh, exp, absolute = _dot, _add, _mul, _sub, _tanh, _exp, _abs
@@ -283,6 +288,7 @@ class _Ltc:
 
     def __init__(self, p: Params, cfg: dict[str, Any]) -> None:
         c = cfg["ltc"]
+        scale = cellmath.dt_scale(cfg)
         I, N = cfg["input_size"], cfg["state_size"]
         self.unfolds = int(c["ode_unfolds"])
         f64 = lambda k: np.asarray(p[k], np.float64)  # noqa: E731 - constants are folded in float64
@@ -291,7 +297,8 @@ class _Ltc:
                      + 0.5 * (f64("ltc.sensory_Werev").sum(0) + f64("ltc.Werev").sum(0)))
         const_den = f64("ltc.gleak") + 0.5 * (f64("ltc.sensory_W").sum(0) + f64("ltc.W").sum(0)) + float(c["epsilon"])
         self.const_num, self.const_den = const_num.astype(F), const_den.astype(F)
-        self.cm_u = (f64("ltc.cm") * self.unfolds).astype(F)
+        # cm_t = cm / (dt s / unfolds) = (cm unfolds / s) / dt: the time scale lives in this constant
+        self.cm_u = (f64("ltc.cm") * self.unfolds / scale).astype(F)
         self.xs = np.empty(I, F)
         self.v_ext = np.zeros(N + 1, F)  # the state and one spare element (see _Synapses)
         self.v = self.v_ext[:N]
@@ -351,6 +358,7 @@ class NumpyBackend:
         self.h_new = np.empty(N, F)
         self.dt, self.neg_dt = np.zeros((), F), np.zeros((), F)
         self.cell = cfg["cell"]
+        self.neg_dt_scale = -cellmath.dt_scale(cfg)
         if self.cell == "cfc":
             c = cfg["cfc"]
             # Z = [x | h_0 | ... | h_last | 1]; see _CfcLayer
@@ -363,7 +371,8 @@ class NumpyBackend:
                 n, last = spec["size"], layer == len(specs) - 1
                 window = self.Z[start - in_size:start + n + (1 if last else 0)]
                 self.layers.append(_CfcLayer(p, f"cfc{layer}.", c["mode"], c["activation"], spec["backbone"],
-                                             window, self.Z[start:start + n], with_one=last))
+                                             window, self.Z[start:start + n], with_one=last,
+                                             dt_scale=cellmath.dt_scale(cfg)))
                 in_size, start = n, start + n
             self.y = self.Z[I + N - in_size:]  # last layer's state and the trailing 1: the projection's input
         else:
@@ -393,7 +402,7 @@ class NumpyBackend:
         dt0, ndt = self.dt, self.neg_dt
         runs = tuple(layer.compile(dt0, ndt) for layer in self.layers)
         single = runs[0] if len(runs) == 1 else None
-        need_neg = self.cfg["cfc"]["mode"] == "pure"
+        need_neg, neg_scale = self.cfg["cfc"]["mode"] == "pure", self.neg_dt_scale
         x, mean, inv_std, lo, hi, h_new = self.x, self.mean, self.inv_std, self.lo, self.hi, self.h_new
         proj, Wp, y, action = self.proj, getattr(self, "Wp", None), self.y, self.action
         result = (self.action, self.h_new)
@@ -405,7 +414,7 @@ class NumpyBackend:
             clip(x, lo, hi, x)
             dt0[()] = dt
             if need_neg:
-                ndt[()] = -dt
+                ndt[()] = dt * neg_scale  # -dt in model time units
             copyto(h_new, h)  # the layers update Z[I:] in place, in order
             if single is not None:
                 single()
