@@ -6,6 +6,11 @@ Both modules take a time span per batch element (`dt` of shape (B, 1) per step),
 `to_params` exports a module into the canonical effective parameters of `core.cellmath` (masks and
 positivity constraints baked in), `from_params` builds a module back from them (torch runtime backend,
 checkpoints). Wirings are `ncps.wirings` objects; this module never re-implements them.
+
+`dt_scale` (model time units per second, cellmath's cfg "dt_scale") is a plain attribute of both modules,
+1.0 unless set: `step` and `forward` multiply the given dt by it, so a module built by `from_params` takes
+dt in seconds like every other runtime. It is not a parameter or buffer (checkpoints' state dicts stay as
+they were); `to_params` / `from_params` carry it.
 """
 from __future__ import annotations
 
@@ -70,6 +75,12 @@ class _Recurrent(nn.Module):
 
     state_size: int
     output_size: int
+    dt_scale: float = 1.0  # model time units per second (see the module docstring)
+
+    def _model_dt(self, dt: Union[torch.Tensor, float, None], batch: int, like: torch.Tensor) -> torch.Tensor:
+        """dt for one step as (B, 1), in the model's time unit."""
+        dt = _dt_column(dt, batch, like)
+        return dt if self.dt_scale == 1.0 else dt * self.dt_scale
 
     def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor] = None,
                 dt: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +229,7 @@ class CfC(_Recurrent):
 
     def step(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, I), h (B, N), dt (B, 1) -> y (B, out), h_new (B, N)."""
-        dt = _dt_column(dt, x.shape[0], x)
+        dt = self._model_dt(dt, x.shape[0], x)
         if len(self.layers) == 1:
             y = h_new = self.layers[0](x, h, dt)
         else:
@@ -309,7 +320,7 @@ class LTC(_Recurrent):
 
     def step(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, I), h (B, N), dt (B, 1) -> y (B, out), h_new (B, N)."""
-        dt = _dt_column(dt, x.shape[0], x)
+        dt = self._model_dt(dt, x.shape[0], x)
         p = self.effective()
         x = x * p["input_w"] + p["input_b"]
         # sigmoid((v - mu) * sigma) as sigmoid(v * sigma - mu * sigma): one fused op on the (B, N, N) tensor,
@@ -360,7 +371,8 @@ def to_params(module: Union[CfC, LTC], obs_mean: Any = None,
     params = _normalisation(module.input_size, obs_mean, obs_std)
     # Plain ints / floats (wirings hand out numpy integers): the config is stored as JSON and checked by type.
     cfg: dict[str, Any] = {"input_size": int(module.input_size), "state_size": int(module.state_size),
-                           "output_size": int(module.output_size), "proj": module.proj is not None}
+                           "output_size": int(module.output_size), "proj": module.proj is not None,
+                           "dt_scale": float(module.dt_scale)}
     with torch.no_grad():
         if isinstance(module, CfC):
             specs = []
@@ -439,4 +451,5 @@ def from_params(cfg: dict[str, Any], params: dict[str, np.ndarray]) -> Union[CfC
     if module.proj is not None:
         _set(module.proj.weight, params["proj.W"])
         _set(module.proj.bias, params["proj.b"])
+    module.dt_scale = cellmath.dt_scale(cfg)
     return module

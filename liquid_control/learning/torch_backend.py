@@ -15,13 +15,15 @@ from liquid_control.learning.cells import from_params
 
 
 class TorchBackend:
-    """step(obs (I,), dt, h (N,)) -> (action (A,), h_new (N,)), float32, observation normalisation included."""
+    """step(obs (I,), dt seconds, h (N,)) -> (action (A,), h_new (N,)), float32, observation normalisation
+    included. The artifact's time scale (cfg "dt_scale") is applied by the module `from_params` builds."""
 
     name = "torch"
 
     def __init__(self, artifact: Any):
         self.cfg, self.params = artifact.cfg, artifact.params
         self.module = from_params(self.cfg, self.params).eval()
+        assert self.module.dt_scale == cellmath.dt_scale(self.cfg)  # from_params carries the time scale
         for p in self.module.parameters():
             p.requires_grad_(False)
 
