@@ -81,7 +81,8 @@ def build_models(folder: Path, use_ncps: bool, names: tuple[str, ...] = MODELS) 
             from liquid_control.learning.ncps_import import export_ncps
 
             module = _ncps_module(name, seed=i).eval()
-            export_ncps(module, path, command="bench_step")
+            # the ncps rows step with timespans = dt in seconds, so the model's time unit is the second
+            export_ncps(module, path, trained_timespan=None, command="bench_step")
             out[name] = (path, module)
         else:
             cfg, params = _random_model(name, seed=i)

@@ -54,8 +54,9 @@ def ncps_reference(model, obs, dt, obs_mean, obs_std):
 def test_exported_ncps_model_runs_like_ncps_on_every_backend(name, tmp_path):
     model = make(name)
     obs_mean, obs_std, obs, dt = rollout_data()
+    # ncps_reference feeds dt (seconds) as the timespans: a model trained in seconds (trained_timespan=None).
     path = export_ncps(model, tmp_path / f"{name}.onnx", obs_mean=obs_mean, obs_std=obs_std,
-                       nominal_period=0.04, seed=11, command="test_ncps_import")
+                       nominal_period=0.04, trained_timespan=None, seed=11, command="test_ncps_import")
     y_ref, h_ref = ncps_reference(model, obs, dt, obs_mean, obs_std)
     # The outputs depend on dt, so matching them means the time spans were honoured.
     y_dt1, _ = ncps_reference(model, obs, np.ones_like(dt), obs_mean, obs_std)
@@ -87,7 +88,7 @@ def test_torch_backend_steps_with_normalisation(tmp_path):
     model = make("cfc_default_proj")
     obs_mean, obs_std, obs, dt = rollout_data(3)
     backend = TorchBackend(read_artifact(export_ncps(model, tmp_path / "m.onnx", obs_mean=obs_mean,
-                                                     obs_std=obs_std)))
+                                                     obs_std=obs_std, trained_timespan=None)))
     y_ref, h_ref = ncps_reference(model, obs, dt, obs_mean, obs_std)
     h = np.zeros(16, np.float32)
     for t in range(STEPS):

@@ -2,9 +2,15 @@
 
 One mapping path: ncps module -> our module (`from_ncps`, weights copied, masks taken from the ncps
 module itself) -> canonical params (`cells.to_params`) -> artifact (`core.artifact.write_artifact`).
+
+Time: an ncps cell counts time in whatever unit its `timespans` had in training, and ncps's default
+(no timespans) is 1.0 per step, i.e. the model counts control ticks. Our runtimes feed dt in seconds, so
+`export_ncps` records the model's time unit as cfg "dt_scale" (model time units per second), which every
+runtime applies (see core.cellmath).
 """
 from __future__ import annotations
 
+import math
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -17,7 +23,8 @@ from liquid_control.learning.cells import CfC, LTC, to_params
 
 
 class NcpsImportError(LiquidControlError, ValueError):
-    """An ncps module that cannot be represented by our cells (e.g. mixed memory)."""
+    """An ncps module that cannot be represented by our cells (e.g. mixed memory), or an export whose time
+    unit is not stated."""
 
 
 def _ncps_version() -> str:
@@ -109,16 +116,64 @@ def from_ncps(model: nn.Module) -> Union[CfC, LTC]:
     return ours.train(model.training)
 
 
-def export_ncps(model: nn.Module, path: Union[str, Path], *, obs_mean: Any = None, obs_std: Any = None,
-                spec: Any = None, nominal_period: Optional[float] = None, **metadata: Any) -> Path:
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise NcpsImportError(f"export_ncps: {name} must be a finite number of seconds > 0, got {value!r}"
+                              if name == "nominal_period" else
+                              f"export_ncps: {name} must be a finite number > 0 (or None), got {value!r}")
+    return float(value)
+
+
+def ncps_dt_scale(trained_timespan: Optional[float], nominal_period: Optional[float]) -> float:
+    """Model time units per second for an ncps model that saw `trained_timespan` per control step of
+    `nominal_period` seconds; 1.0 when trained_timespan is None (the timespans were seconds)."""
+    if trained_timespan is None:
+        if nominal_period is not None:
+            _positive("nominal_period", nominal_period)
+        return 1.0
+    trained_timespan = _positive("trained_timespan", trained_timespan)
+    if nominal_period is None:
+        raise NcpsImportError(
+            f"export_ncps: the model's time unit is unknown: with trained_timespan={trained_timespan:g} "
+            "(ncps's default is 1.0 per step) the control period in seconds is needed; pass "
+            "nominal_period=SECONDS or spec=..., or trained_timespan=None if the model was trained with timespans "
+            "in seconds")
+    return trained_timespan / _positive("nominal_period", nominal_period)
+
+
+def export_ncps(model: nn.Module, path: Union[str, Path], *, trained_timespan: Optional[float] = 1.0,
+                nominal_period: Optional[float] = None, spec: Any = None, obs_mean: Any = None,
+                obs_std: Any = None, **metadata: Any) -> Path:
     """Write a trained ncps CfC / LTC module as a policy artifact that reproduces its outputs step by step.
 
+    TIME, READ THIS: an ncps model has no notion of seconds. It counts time in the `timespans` it was
+    trained with, and when you called it without `timespans` (the usual case) ncps used **1.0 per step**.
+    The robot runtime feeds the measured dt in **seconds**. So say what one step meant in training:
+
+    trained_timespan: the timespan ncps saw per control step in training. Default 1.0, ncps's own
+        default: the model counts ticks. If you trained with real seconds as timespans, pass None (or the
+        same number as nominal_period): the model then counts seconds.
+    nominal_period: seconds per control step on the robot, i.e. how long one trained_timespan lasts in
+        real time. Default: `spec.period`. Needed unless trained_timespan is None.
+
+    The artifact records dt_scale = trained_timespan / nominal_period (model time units per second), and
+    every runtime feeds the cell dt * dt_scale: a step of exactly nominal_period seconds is the step the
+    model saw in training, a late tick of 1.5 periods is a timespan of 1.5 * trained_timespan.
+    Example: trained with ncps defaults for a 25 Hz robot -> export_ncps(m, "p.onnx", nominal_period=0.04)
+    (dt_scale 25). Without the right unit the policy runs e.g. 25x too slow and is wrong on the robot.
+
+    spec: the robot spec the model is for (layout, hash, labels and, by default, the period).
     obs_mean / obs_std: the normalisation the model was trained with (default: none).
-    metadata: free provenance entries (e.g. command=..., seed=...), stored with the ncps class and version.
+    metadata: free provenance entries (e.g. command=..., seed=...), stored with the ncps class and version
+    and the trained timespan.
     """
     from liquid_control.core.artifact import write_artifact
 
     cfg, params = to_params(from_ncps(model), obs_mean, obs_std)
+    period = nominal_period if nominal_period is not None else (spec.period if spec is not None else None)
+    # Set in the config (not on our module) after to_params so that an unusable model or normalisation is
+    # reported first; cfg "dt_scale" is what every runtime reads.
+    cfg["dt_scale"] = ncps_dt_scale(trained_timespan, period)
     provenance = {"source": "ncps", "ncps_version": _ncps_version(), "ncps_class": type(model).__name__,
-                  **metadata}
+                  "ncps_trained_timespan": trained_timespan, **metadata}
     return write_artifact(path, cfg, params, spec=spec, nominal_period=nominal_period, provenance=provenance)
