@@ -56,6 +56,9 @@ def describe(artifact: Any) -> list[tuple[str, str]]:
                  f"({sum(int(np.count_nonzero(v)) for v in p.values()):,} nonzero)"))
     period = meta.get("nominal_period")
     rows.append(("period", f"{period:g} s ({1.0 / period:g} Hz) nominal" if period else "not recorded"))
+    scale = artifact.dt_scale
+    rows.append(("time unit", "seconds (dt_scale 1: the cells see the measured dt as it is)" if scale == 1.0 else
+                 f"1 model time unit = {1.0 / scale:g} s (dt_scale {scale:g}: the cells see measured dt x {scale:g})"))
     robot, spec_hash = meta.get("robot"), meta.get("spec_hash")
     rows.append(("robot spec", f"{robot or '(no robot name)'}, layout hash {spec_hash}" if spec_hash
                  else "not recorded (any spec with matching sizes is accepted)"))
@@ -72,7 +75,8 @@ def describe(artifact: Any) -> list[tuple[str, str]]:
                      + (f"  -> {action['type']}" if i == 0 and action.get("type") else "")))
     prov = meta.get("provenance") or {}
     for i, key in enumerate(k for k in ("command", "seed", "version", "created", "git_commit", "source",
-                                        "ncps_class", "ncps_version", "env_steps", "eval_return") if k in prov):
+                                        "ncps_class", "ncps_version", "ncps_trained_timespan", "env_steps",
+                                        "eval_return") if k in prov):
         rows.append(("provenance" if i == 0 else "", f"{key}: {prov[key]}"))
     return rows
 
