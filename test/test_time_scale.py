@@ -63,7 +63,7 @@ def observations(seed: int = 0) -> np.ndarray:
 def test_ncps_model_trained_on_default_timespans_runs_on_seconds(name, tmp_path):
     model, obs = ncps_model(name), observations()
     path = export_ncps(model, tmp_path / "m.onnx", nominal_period=PERIOD)  # trained_timespan=1.0, the default
-    assert read_artifact(path).dt_scale == pytest.approx(1.0 / PERIOD)
+    assert Policy.load(path).dt_scale == pytest.approx(1.0 / PERIOD)
     y_ncps = ncps_run(model, obs, None)
     # The unit matters: read as seconds, the same model gives other actions (so the check below can fail).
     assert np.max(np.abs(ncps_run(model, obs, np.full(STEPS, PERIOD)) - y_ncps)) > 1e-3

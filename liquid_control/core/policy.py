@@ -72,6 +72,11 @@ class Policy:
         return self.artifact.nominal_period
 
     @property
+    def dt_scale(self) -> float:
+        """Model time units per second; `step` takes seconds and the backend applies this (1.0: seconds)."""
+        return self.artifact.dt_scale
+
+    @property
     def meta(self) -> dict[str, Any]:
         return self.artifact.meta
 
