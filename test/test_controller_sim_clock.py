@@ -55,7 +55,7 @@ def test_sim_time_going_back_starts_a_new_epoch(tmp_path, executor):
     recs = [parse_debug(m) for _, m in debug.snapshot()]
     before = [r for r in recs if r.time >= 5.0]
     after = [r for r in recs if r.time < 2.0]
-    assert len(before) >= 10 and len(after) >= 10, (len(before), len(after))
+    assert len(before) >= 5 and len(after) >= 5, (len(before), len(after))
     assert recs.index(after[0]) > recs.index(before[-1]), "ticks of the two epochs interleave"
     for epoch, start in ((before, 5.0), (after, 1.0)):
         times = np.array([r.time for r in epoch])
@@ -65,12 +65,16 @@ def test_sim_time_going_back_starts_a_new_epoch(tmp_path, executor):
         np.testing.assert_allclose(grid, np.round(grid), rtol=0, atol=1e-6)
         np.testing.assert_allclose([r.dt for r in epoch[1:]], np.diff(times), rtol=0, atol=1e-9)
         assert np.median([r.dt for r in epoch[1:]]) == pytest.approx(1 / RATE, abs=1e-9)
-        # Each tick used the sensor sample sent just before its /clock (whatever the executor).
-        np.testing.assert_allclose([r.sensor_stamp for r in epoch if r.status == 0],
-                                   [r.time for r in epoch if r.status == 0], rtol=0, atol=1e-9)
-    # The new epoch ticks at once (one period after its first /clock, or a little later if that message
-    # was overtaken), from a zeroed hidden state.
-    assert after[0].time < 1.01 + 3 / RATE, after[0].time
+        # Each tick saw the sensor sample sent just before its /clock, whatever the executor: never an
+        # older one. (If the node falls behind this 4 ms stream, the next sample may already be there when
+        # the tick runs: a newer one is fine. The lockstep test, where nothing runs ahead, asserts equality.)
+        stamps = np.array([r.sensor_stamp for r in epoch if r.status == 0])
+        ticks = np.array([r.time for r in epoch if r.status == 0])
+        older = stamps < ticks - 1e-9
+        assert not older.any(), f"ticks at {ticks[older]} used older samples {stamps[older]}"
+    # The new epoch ticks at once (one period after its first /clock; later only if the node stalled and
+    # its depth-1 /clock subscription kept a newer message), from a zeroed hidden state.
+    assert after[0].time < 1.01 + 10 / RATE, after[0].time
     assert after[0].fresh, "the new epoch starts from a zeroed hidden state"
     assert all(r.status == 0 for r in before[1:] + after[1:])
 
