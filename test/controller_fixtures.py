@@ -1,6 +1,9 @@
 """Shared pieces of the controller node tests: test artifacts, message builders, debug-record parsing."""
 from __future__ import annotations
 
+import math
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,3 +82,62 @@ def diag_values(array_msg: Any) -> tuple[int, str, dict[str, str]]:
     status = next(s for s in array_msg.status if "liquid_controller" in s.name)
     level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
     return level, status.message, {kv.key: kv.value for kv in status.values}
+
+
+class Streamer:
+    """Publishes JointState at 200 Hz in a chosen mode; remembers when each mode's first message went out."""
+
+    MODES = ("good", "reversed", "nan", "inf", "short", "missing", "silent")
+
+    def __init__(self, probe: Any, rate: float = 200.0):
+        from sensor_msgs.msg import JointState
+
+        self.pub = probe.publisher(JointState, "joint_states", 10)  # reliable: the node's best effort matches
+        self.mode, self.rate, self.k = "silent", rate, 0
+        self.first_sent: dict[str, float] = {}
+        self.sent: list[np.ndarray] = []  # the good observations sent, in spec order (pos, vel)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def set(self, mode: str) -> None:
+        assert mode in self.MODES
+        self.first_sent.pop(mode, None)
+        self.mode = mode
+
+    def wait_sent(self, mode: str, timeout: float = 5.0) -> float:
+        deadline = time.monotonic() + timeout
+        while mode not in self.first_sent:
+            assert time.monotonic() < deadline, f"streamer never sent a {mode} message"
+            time.sleep(0.002)
+        return self.first_sent[mode]
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            mode = self.mode
+            self.k += 1
+            x = 0.5 * math.sin(self.k * 0.05)
+            pos, vel = [x, -0.3 * x + 0.1], [0.2 * x, 0.05 + x]
+            names = JOINTS
+            if mode == "reversed":
+                names, pos, vel = JOINTS[::-1], pos[::-1], vel[::-1]
+            elif mode == "nan":
+                pos[1] = float("nan")
+            elif mode == "inf":
+                vel[0] = float("inf")
+            elif mode == "short":
+                pos = pos[:1]
+            elif mode == "missing":
+                names, pos, vel = ("slider", "elbow"), pos, vel
+            if mode != "silent":
+                if mode in ("good", "reversed"):
+                    self.sent.append(np.array([x, -0.3 * x + 0.1, 0.2 * x, 0.05 + x]))
+                self.pub.publish(joint_state(pos, vel, names, stamp_ns=time.time_ns()))
+                self.first_sent.setdefault(mode, time.monotonic())
+            next_t += 1.0 / self.rate
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)

@@ -50,8 +50,14 @@ def test_node_equals_policy_step_and_command_pipeline_under_sim_time(tmp_path):
                 sent.append(obs.astype(np.float32))
                 js.publish(joint_state(obs[:2], obs[2:]))
             time.sleep(0.002)
-        probe.wait_for(lambda: len(debug) >= 60, 10.0, "step debug records", node)
-        time.sleep(0.2)  # the last few in flight (sim time has stopped: the node ticks no more)
+        # Sim time has stopped at t_ns: the node ticks no more. Wait for its last tick (the last deadline
+        # before t_ns) and for that tick's command to arrive, then nothing more is in flight.
+        last_tick = t_ns * 1e-9 - 1.0 / RATE
+        probe.wait_for(lambda: len(debug) >= 60 and parse_debug(debug.last()).time >= last_tick, 15.0,
+                       "the debug record of the last tick", node)
+        probe.wait_for(lambda: cmds.last() is not None
+                       and list(cmds.last().data) == parse_debug(debug.last()).command.tolist(), 10.0,
+                       "the last tick's command", node)
         published = [list(m.data) for _, m in cmds.snapshot()]  # before the shutdown's safe command
     recs = [parse_debug(m) for _, m in debug.snapshot()]
     assert [r.seq for r in recs] == list(range(recs[0].seq, recs[0].seq + len(recs))), "a debug record was lost"

@@ -60,10 +60,13 @@ def test_lifecycle_transitions(tmp_path, probe):
 
         assert change_state(probe, NODE, "deactivate")
         assert lifecycle_state(probe, NODE) == "inactive"
-        probe.wait_for(lambda: cmds.last() is not None, 2.0, "the last command", node)
-        assert list(cmds.last().data) == [0.0]  # deactivate ends on the safe command
+        # Deactivate ends on the safe command. Commands of the last ticks may still be in flight when
+        # the transition returns: wait until the newest one received is the safe value.
+        probe.wait_for(lambda: cmds.last() is not None and list(cmds.last().data) == [0.0], 5.0,
+                       "the safe command after deactivate", node)
         time.sleep(0.05)  # let in-flight samples land before asserting silence
         _assert_silent(probe, cmds, 0.3)
+        assert list(cmds.last().data) == [0.0]
 
         # Structural parameters cannot change while configured, and say why.
         res = set_parameter(probe, NODE, "rate_hz", 100.0)
@@ -97,8 +100,12 @@ def test_configure_failures_leave_the_node_alive_and_unconfigured(tmp_path, prob
     corrupt.write_bytes(b"\x00garbage, not a model" * 10)
     other = make_artifact(tmp_path / "reacher.onnx", spec=load_spec("reacher"))
     good = make_artifact(tmp_path / "good.onnx")
-    argv = console_script("controller", *ros_params(model=str(missing), autostart=True))
+    # Lifecycle-managed (no autostart): a failed configure leaves it alive for the manager to retry.
+    # (A failed autostart exits 1 instead: test_controller_safety.py.)
+    argv = console_script("controller", *ros_params(model=str(missing)))
     with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        assert lifecycle_state(probe, NODE, timeout=30.0) == "unconfigured"
+        assert change_state(probe, NODE, "configure") is False
         node.wait_for_output(rf"configure failed: policy file {missing} does not exist", 20.0)
         assert lifecycle_state(probe, NODE) == "unconfigured"
         for path, words in ((corrupt, "is not an ONNX model"), (other, "does not fit robot spec 'cartpole'")):
@@ -116,12 +123,23 @@ def test_configure_failures_leave_the_node_alive_and_unconfigured(tmp_path, prob
     ("rate_hz", 5000.0, "rate_hz must be 0 (the spec's rate) or within 10..1000 Hz"),
     ("safe_behaviour", "brake", "safe_behaviour must be 'zero' or 'hold'"),
     ("executor", "threads", "executor must be 'events' or 'single'"),
+    ("rate_hz", "fast", "of type 'STRING', expecting type 'DOUBLE'"),  # a wrong type: one line, no traceback
 ])
 def test_bad_parameter_at_start_up_exits_with_the_reason(tmp_path, param, value, words):
     argv = console_script("controller", *ros_params(**{param: value}))
     with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
         assert node.wait_exit(30.0) == 2
-        assert words in node.output()
+        assert words in node.output() and "Traceback" not in node.output()
+
+
+def test_int_values_for_double_parameters_are_accepted(tmp_path):
+    """`-p rate_hz:=50` (an int) for a double parameter: taken as 50.0, not an InvalidParameterTypeException."""
+    model = make_artifact(tmp_path / "m.onnx")
+    argv = console_script("controller", *ros_params(model=str(model), autostart=True, rate_hz=50,
+                                                    sensor_timeout=1, soft_start=0))
+    with NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        node.wait_for_output(r"active: commanding at 50 Hz, soft start 0 s", 30.0)
+        assert node.stop() == 0
 
 
 def test_non_finite_policy_output_gives_safe_command_reset_and_error(tmp_path, probe):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from controller_fixtures import joint_state, make_artifact, parse_debug
+from controller_fixtures import SPEC, joint_state, make_artifact, parse_debug
 from ros_helpers import NodeProcess, Probe, console_script, ros_params
 
 NODE = "liquid_controller"
@@ -83,3 +83,71 @@ def _stamp(ns: int):
     from builtin_interfaces.msg import Time
 
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
+    """A forward jump in sim time longer than max(sensor_timeout, 5 periods) is not stepped across: the
+    hidden state restarts from zero with a soft start, and /diagnostics counts it. When /clock stops, the
+    loop stops ticking, and /diagnostics says so (STALE) instead of repeating the last tick's OK."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from controller_fixtures import diag_values
+
+    timeout, soft_start = 0.5, 0.2
+    max_dt = max(timeout, 5 / RATE)
+    model = make_artifact(tmp_path / "m.onnx", seed=3)
+    # The SingleThreadedExecutor handles /clock before a sensor message that came with it, so the tick
+    # after the jump usually sees a fresh sample and would step by the jump (the events executor would
+    # first age the sample by the jump: a stale-sensor restart, which hides the gap).
+    argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
+                                                    use_sim_time=True, rate_hz=RATE, soft_start=soft_start,
+                                                    sensor_timeout=timeout, executor="single",
+                                                    diagnostics_period=0.2))
+    with Probe("sim_jump_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        clock = probe.publisher(Clock, "/clock", 10)
+        js = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
+        probe.wait_for_subscribers(clock, 20.0, "the node's /clock subscription")
+        probe.wait_for_subscribers(js, 20.0, "the node's joint_states subscription")
+        node.wait_for_output(r"active: commanding", 20.0)
+        probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/step_debug") > 0, 10.0, "the debug topic")
+
+        def run(start_ns: int, steps: int) -> None:
+            for k in range(1, steps + 1):
+                t_ns = start_ns + k * CLOCK_STEP_NS
+                js.publish(joint_state([0.3 * np.sin(t_ns * 1e-9), 0.1], [0.0, 0.2], stamp_ns=t_ns))
+                clock.publish(Clock(clock=_stamp(t_ns)))
+                time.sleep(0.004)
+
+        run(5_000_000_000, 60)  # sim 5.0 .. 5.6 s
+        probe.wait_for(lambda: sum(parse_debug(m).status == 0 for _, m in debug.snapshot()) >= 20, 10.0,
+                       "control before the jump", node)
+        run(8_000_000_000, 60)  # sim time jumped forward by 2.4 s
+        probe.wait_for(lambda: any(parse_debug(m).time > 8.3 for _, m in debug.snapshot()), 10.0,
+                       "ticks after the jump", node)
+        # /clock has stopped: the loop ticks no more, and /diagnostics must not stay OK.
+        t_stop = time.monotonic()
+        got = probe.wait_for(lambda: next((diag_values(m) for m in diags.since(t_stop + 0.5)
+                                           if diag_values(m)[0] == 3), None), 10.0, "STALE diagnostics", node)
+        assert got[1] == "no control ticks in the last window", got[1]
+        restarts = max(int(diag_values(m)[2].get("total_restarts_large_dt", 0)) for _, m in diags.snapshot())
+        node.wait_for_output(r"sim time jumped or the loop stalled\): hidden state reset, soft start", 5.0)
+    assert restarts == 1
+    recs = [parse_debug(m) for _, m in debug.snapshot()]
+    after = [r for r in recs if r.time >= 8.0]
+    stepped_after = [r for r in after if r.status == 0]
+    assert stepped_after and stepped_after[0].fresh, "the tick after the jump stepped an old hidden state"
+    assert all(r.dt <= max_dt for r in recs if r.status == 0), "a step by the whole jump"
+    # The first stepped tick after the jump starts a soft start: its command is faded in from the one
+    # published before it (whatever that was: the last command, or a safe one after a stale sample).
+    first = stepped_after[0]
+    prev = next(r for r in recs if r.seq == first.seq - 1)
+    f = first.dt / soft_start
+    scale, lo, hi = SPEC.action.scale[0], SPEC.action.lower[0], SPEC.action.upper[0]
+    expected = np.clip(prev.command + f * (first.action * scale - prev.command), lo, hi)
+    np.testing.assert_allclose(first.command, expected, rtol=1e-9, atol=1e-12)

@@ -70,3 +70,47 @@ def test_diagnostic_array_message():
     values = {kv.key: kv.value for kv in st.values}
     assert values["age_imu_ms"] == "250.0" and float(values["achieved_rate_hz"]) == np.float64(100.0)
     assert (arr.header.stamp.sec, arr.header.stamp.nanosec) == (1, 500_000_000)
+
+
+def test_achieved_rate_is_exact_in_every_window_not_only_the_first():
+    # Windows after the first start at the previous window's last tick: n ticks are n intervals.
+    for rate in (25.0, 10.0, 100.0):
+        s = diag.LoopStats(1.0 / rate)
+        t = _run(s, int(rate) + 1, 0.0, 1.0 / rate)  # first window: n + 1 ticks, n intervals
+        for _ in range(3):
+            snap = s.snapshot(diag.OK, "active")
+            assert abs(snap.achieved_hz - rate) < 1e-6, (rate, snap.achieved_hz)
+            assert snap.level == diag.OK, snap.reason
+            t = _run(s, int(rate), t, 1.0 / rate)
+    # After restart_window() (activation, a new epoch) the window starts at its first tick again,
+    # so an inactive gap or a jump back in time does not count.
+    s = diag.LoopStats(0.04)
+    t = _run(s, 26, 0.0, 0.04)
+    s.snapshot(diag.OK, "active")
+    s.restart_window()
+    _run(s, 26, t + 100.0, 0.04)
+    snap = s.snapshot(diag.OK, "active")
+    assert abs(snap.achieved_hz - 25.0) < 1e-6 and snap.level == diag.OK
+
+
+def test_a_window_without_ticks_while_active_is_stale():
+    s = diag.LoopStats(0.01)
+    _run(s, 20, 0.0, 0.01)
+    assert s.snapshot(diag.OK, "active", expect_ticks=True).level == diag.OK
+    snap = s.snapshot(diag.OK, "active", expect_ticks=True)  # the loop made no tick since
+    assert snap.level == diag.STALE and snap.reason == "no control ticks in the last window"
+    assert s.snapshot(diag.OK, "inactive").level == diag.OK  # inactive: no ticks expected
+    # A worse current condition is not hidden.
+    assert s.snapshot(diag.ERROR, "control loop died", expect_ticks=True).level == diag.ERROR
+
+
+def test_restarts_are_counted_per_window():
+    s = diag.LoopStats(0.01)
+    s.restarted()
+    _run(s, 5, 0.0, 0.01)
+    snap = s.snapshot(diag.OK, "active")
+    assert (snap.restarts, snap.total_restarts) == (1, 1)
+    snap = s.snapshot(diag.OK, "active")
+    assert (snap.restarts, snap.total_restarts) == (0, 1)
+    values = {kv.key: kv.value for kv in diag.diagnostic_array("x", "y", snap, 0, {}).status[0].values}
+    assert values["total_restarts_large_dt"] == "1"

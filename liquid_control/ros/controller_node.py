@@ -35,8 +35,16 @@ Sensor callbacks only decode into the observation assembler (latest value per to
 lock); they never block on the loop, and depth-1 best-effort subscriptions mean nothing queues up.
 
 Safety: any sensor fault (invalid / missing / stale), a policy error or a non-finite output makes the
-tick publish the safe command, reset the hidden state and report ERROR / STALE; the first good tick
-after that restarts the soft start. E-stop (std_msgs/Bool) and ~/enable(false) force the safe command.
+tick publish the safe command (`safe_behaviour`: zero = the spec's safe value, hold = the last good
+command), reset the hidden state and report ERROR / STALE; the first good tick after that restarts the
+soft start. Stopping is different from riding out a bad sample: e-stop (std_msgs/Bool), ~/enable(false),
+deactivate, shutdown, a dead loop and an internal error always publish the spec's safe value
+(`CommandPipeline.stop()`), whatever `safe_behaviour` says — holding a torque is not stopping.
+The e-stop subscription lives as long as the node (an e-stop sent while unconfigured is kept), and with
+`estop_required: true` the node starts engaged until an e-stop message says false. A tick whose dt is
+longer than max(sensor_timeout, 5 periods) (a forward jump in sim time, a long stall) is a restart: the
+hidden state is zeroed and the soft start begins again instead of stepping by the gap (counted in
+/diagnostics as restarts_large_dt); ~/reset restarts the soft start too.
 The published command is never non-finite (the command pipeline guarantees it).
 """
 from __future__ import annotations
@@ -65,6 +73,7 @@ from liquid_control.core.errors import LiquidControlError, StepError
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.ros import diagnostics as diag
 from liquid_control.ros.messages import CommandEncoder, message_class
+from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
 NODE_NAME = "liquid_controller"
@@ -75,14 +84,17 @@ RATE_RANGE = (10.0, 1000.0)
 #   (loop clock); sensor_stamp: header stamp of the newest stamped sensor message (the sender's clock);
 #   publish_wall: system time at publish (sensor-to-command latency = publish_wall - sensor_stamp on one
 #   machine); status: STEPPED / SAFE_*; fresh: the step started from a zeroed hidden state.
+#   dt is what the policy stepped by: the measured time since the previous tick, except after a gap
+#   (dt > max(sensor_timeout, 5 periods): a restart, fresh = 1), where the fresh state steps by one period.
 DEBUG_FIELDS = ("seq", "time", "dt", "lateness", "step_s", "sensor_age", "sensor_stamp", "publish_wall",
                 "status", "fresh")
 # status of a tick
 STEPPED, SAFE_FAULT, SAFE_STOP, SAFE_POLICY = 0, 1, 2, 3
 
-# Parameters that shape the configured node: changing them needs cleanup + configure.
+# Parameters that shape the configured node: changing them needs cleanup + configure. (use_sim_time is
+# rclpy's; the loop clock is chosen at configure, so switching it under a running loop is refused too.)
 _STRUCTURAL = ("robot", "model", "backend", "rate_hz", "sensor_timeout", "soft_start", "safe_behaviour",
-               "command_lower", "command_upper", "estop_topic", "step_debug")
+               "command_lower", "command_upper", "step_debug", "use_sim_time")
 
 
 def _descriptor(kind: int, text: str, lo: float | None = None, hi: float | None = None) -> ParameterDescriptor:
@@ -120,8 +132,16 @@ PARAMS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                       "empty = the spec's")),
     "autostart": (False, _descriptor(ParameterType.PARAMETER_BOOL,
                                      "configure and activate at start-up (no lifecycle manager needed)")),
-    "estop_topic": ("estop", _descriptor(ParameterType.PARAMETER_STRING,
-                                         "std_msgs/Bool topic: true forces the safe command until false")),
+    "estop_topic": ("estop", ParameterDescriptor(
+        type=ParameterType.PARAMETER_STRING, read_only=True,
+        description="std_msgs/Bool topic (reliable): true forces the spec's safe value until false; "
+                    "subscribed at start-up, for the node's whole life")),
+    # Default false: the node's out-of-the-box users (the sim demo, bag replay, the launch files with the
+    # sim bridge) have no e-stop publisher and would never command. A robot deployment with an e-stop
+    # source sets it true in its YAML: then nothing moves until that source is heard saying false.
+    "estop_required": (False, ParameterDescriptor(
+        type=ParameterType.PARAMETER_BOOL, read_only=True,
+        description="start with the e-stop engaged until the first e-stop message says false")),
     "step_debug": (False, _descriptor(ParameterType.PARAMETER_BOOL,
                                       "publish ~/step_debug per tick: " + ", ".join(DEBUG_FIELDS)
                                       + ", obs, action, command")),
@@ -157,6 +177,8 @@ def check_param(name: str, value: Any) -> str | None:
         return f"{name} must be a list of numbers (one per actuator), got {value!r}"
     if name == "estop_topic" and not value:
         return "estop_topic must not be empty"
+    if name == "use_sim_time" and not isinstance(value, bool):
+        return f"use_sim_time must be true or false, got {value!r}"
     return None
 
 
@@ -243,14 +265,20 @@ class LiquidController(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self._configured = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        accept_ints_for_doubles(self, [n for n, (_, d) in PARAMS.items() if d.type == ParameterType.PARAMETER_DOUBLE])
         for name, (default, descriptor) in PARAMS.items():
             self.declare_parameter(name, default, descriptor)
         self._lock = threading.Lock()  # observation assembler + policy: callbacks / services vs loop
         self._thread: threading.Thread | None = None  # the wall-clock loop
         self._ticker: _SimTicker | None = None  # the sim-time loop (ticks on the executor thread)
         self._stop = threading.Event()
-        self._estop = False
+        self._estop = bool(self.param("estop_required"))  # required: engaged until an e-stop says false
+        self._estop_heard = False
         self._enabled = True
+        self._restart_soft_start = False  # set by ~/reset (executor thread), consumed by the next tick
+        self._log_times: dict[Any, float] = {}  # fault kind -> monotonic time it was last logged
+        self._last_resume_log = -math.inf
+        self._activated_at = 0.0
         self._subs: list[Any] = []
         self._sensor_takes: list[tuple[Any, Any]] = []  # (subscription, callback) of each sensor topic
         self._pubs: list[Any] = []
@@ -261,11 +289,15 @@ class LiquidController(LifecycleNode):
         self._cond = (diag.OK, "not configured")
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        # For the node's whole life, not only while configured: an e-stop sent before configure must hold.
+        self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, ESTOP_QOS)
+        if self._estop:
+            self.get_logger().warning("estop_required: e-stop engaged until an e-stop message says false")
 
     # ------------------------------------------------------------------------------- parameters
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         for p in params:
-            if p.name not in PARAMS:
+            if p.name not in PARAMS and p.name != "use_sim_time":
                 continue
             reason = check_param(p.name, p.value)
             if reason is None and self._configured and p.name in _STRUCTURAL:
@@ -327,6 +359,8 @@ class LiquidController(LifecycleNode):
         self.encoder = CommandEncoder(spec.action)
         self.assembler = ObservationAssembler(spec, sensor_timeout=settings.sensor_timeout)
         self.period = 1.0 / settings.rate_hz
+        # A longer dt is a gap, not a step: the state would be advanced across time it never saw data for.
+        self._max_dt = max(settings.sensor_timeout, 5.0 * self.period)
         self.stats = diag.LoopStats(self.period)
         self._obs = np.zeros(spec.obs_size, np.float32)  # the policy steps in float32: convert once, here
         self._safe_action = np.full(spec.action_size, np.nan)
@@ -352,7 +386,6 @@ class LiquidController(LifecycleNode):
             sub = self.create_subscription(cls, topic, callback, SENSOR_QOS)
             self._subs.append(sub)
             self._sensor_takes.append((sub, callback))
-        self._subs.append(self.create_subscription(Bool, self.param("estop_topic"), self._on_estop, ESTOP_QOS))
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # diagnostics keep coming even if /clock stops
         self._timers = [self.create_timer(self.param("diagnostics_period"), self._publish_diagnostics, clock=steady)]
         self._configured = True
@@ -378,9 +411,10 @@ class LiquidController(LifecycleNode):
         self.pipeline.reset()
         self._fresh = True
         self._faulted = self._stopped = False
-        self._fault_key: Any = None
-        self._last_log = 0.0
+        self._restart_soft_start = False
         self._seq = 0
+        self.stats.restart_window()
+        self._activated_at = time.monotonic()
         self._stop.clear()
         if self.settings.use_sim_time:
             self._ticker = _SimTicker(self.get_clock(), int(round(self.period * 1e9)), self._sim_tick,
@@ -395,7 +429,7 @@ class LiquidController(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
-        self._publish_command(self.pipeline.safe())
+        self._publish_command(self.pipeline.stop())
         self._cond = (diag.OK, "inactive: configured, not commanding")
         self.get_logger().info("inactive: published the safe command, loop stopped")
         return super().on_deactivate(state)
@@ -408,7 +442,7 @@ class LiquidController(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._active:
             self._stop_loop()
-            self._publish_command(self.pipeline.safe())
+            self._publish_command(self.pipeline.stop())
         self._release()
         return super().on_shutdown(state)
 
@@ -468,6 +502,7 @@ class LiquidController(LifecycleNode):
         if bool(msg.data) != self._estop:
             self.get_logger().warning("e-stop ENGAGED: safe command" if msg.data else "e-stop released")
         self._estop = bool(msg.data)
+        self._estop_heard = True
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.policy is None:
@@ -476,8 +511,10 @@ class LiquidController(LifecycleNode):
         with self._lock:
             self.policy.reset()
             self._fresh = True
-        response.success, response.message = True, "hidden state zeroed"
-        self.get_logger().info("~/reset: hidden state zeroed")
+            # The zeroed state can change the command abruptly: fade it in again, as after a fault.
+            self._restart_soft_start = True
+        response.success, response.message = True, "hidden state zeroed, soft start restarted"
+        self.get_logger().info("~/reset: hidden state zeroed, soft start restarted")
         return response
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
@@ -540,10 +577,11 @@ class LiquidController(LifecycleNode):
             self.policy.reset()
             self.assembler.reset()
         self._fresh = True
+        self.stats.restart_window()
 
     def _loop_died(self, exc: Exception) -> None:
         self.get_logger().fatal(f"control loop died: {type(exc).__name__}: {exc}; publishing the safe command")
-        self._publish_command(self.pipeline.safe())
+        self._publish_command(self.pipeline.stop())
         self._cond = (diag.ERROR, f"control loop died: {exc}")
 
     def _guarded_tick(self, now: float, dt: float, late: float) -> None:
@@ -560,7 +598,7 @@ class LiquidController(LifecycleNode):
                     self.policy.reset()
                     self._fresh = True
                 self._faulted = True
-                self._publish_command(self.pipeline.safe())
+                self._publish_command(self.pipeline.stop())  # a bug is no sensor glitch: stop, never hold
             except Exception:
                 pass
 
@@ -568,13 +606,30 @@ class LiquidController(LifecycleNode):
         t0 = time.perf_counter()
         step_s = 0.0
         action = self._safe_action
+        measured_dt = dt  # for the loop statistics; `dt` becomes what the policy steps by
         with self._lock:
+            if dt > self._max_dt:  # a gap (sim time jumped, the loop stalled): start over, not step across
+                self.policy.reset()
+                self._fresh = True
+                self._restart_soft_start = True
+                restarted = True
+            else:
+                restarted = False
             obs, fault = self.assembler.assemble(now)
             if fault is None:
                 np.copyto(self._obs, obs)  # our copy: the assembler's buffer changes under callbacks
             fresh = self._fresh
+            restart_soft_start, self._restart_soft_start = self._restart_soft_start, False
+        if restarted:
+            self.stats.restarted()
+            self.get_logger().warning(f"dt {dt:.3f} s exceeds {self._max_dt:.3f} s (sim time jumped or the loop "
+                                      "stalled): hidden state reset, soft start", throttle_duration_sec=2.0)
+            dt = self.period  # the fresh state steps by one period: there is no history to integrate over
         if self._estop or not self._enabled:
-            status, reason = SAFE_STOP, "e-stop engaged" if self._estop else "disabled through ~/enable"
+            status, reason = SAFE_STOP, "disabled through ~/enable"
+            if self._estop:
+                reason = "e-stop engaged" if self._estop_heard else \
+                    "e-stop engaged (estop_required: no e-stop message received yet)"
             level = diag.WARN
         elif fault is not None:
             status, reason = SAFE_FAULT, str(fault)
@@ -584,8 +639,13 @@ class LiquidController(LifecycleNode):
         if status == STEPPED:
             if self._faulted or self._stopped:  # first good tick after a fault or stop: soft start again
                 self.pipeline.restart()
-                self.get_logger().info("good data again: resuming with soft start")
+                mono = time.monotonic()
+                if mono - self._last_resume_log >= 2.0:  # a flapping sensor must not flood the log
+                    self._last_resume_log = mono
+                    self.get_logger().info("good data again: resuming with soft start")
                 self._faulted = self._stopped = False
+            elif restart_soft_start:  # ~/reset or a dt gap: the zeroed state may change the command abruptly
+                self.pipeline.restart()
             s0 = time.perf_counter()
             try:
                 with self._lock:
@@ -599,35 +659,34 @@ class LiquidController(LifecycleNode):
             if not ok:
                 status, reason, level = SAFE_POLICY, "policy output is not finite", diag.ERROR
         if status != STEPPED:
-            command = self.pipeline.safe()
-            if status == SAFE_STOP:
+            if status == SAFE_STOP:  # e-stop / disabled: the spec's safe value even under 'hold'
+                command = self.pipeline.stop()
                 self._stopped = True
-            else:
+            else:  # a sensor fault or policy error: zero or hold, as configured
+                command = self.pipeline.safe()
                 self._faulted = True
             if not self._fresh:  # the state has seen bad or no data: start from zero when good data returns
                 with self._lock:
                     self.policy.reset()
                     self._fresh = True
-            # Log when the kind of trouble changes, then at most every 2 s while it persists (the reason
-            # text itself changes every tick for a stale sensor: it carries the age).
+            # At most once per 2 s per kind of trouble, whether it persists or comes and goes (a sensor
+            # hovering around the timeout flips every few ticks); a new kind is logged at once. (The reason
+            # text itself changes every tick for a stale sensor: it carries the age.)
             key = (status, fault.kind, fault.topic) if status == SAFE_FAULT else (status, reason)
             mono = time.monotonic()
-            if key != self._fault_key or mono - self._last_log >= 2.0:
-                self._last_log = mono
+            if mono - self._log_times.get(key, -math.inf) >= 2.0:
+                self._log_times[key] = mono
                 if level == diag.WARN:
                     self.get_logger().warning(f"safe command: {reason}")
                 else:
                     self.get_logger().error(f"safe command: {reason}")
-            self._fault_key = key
             self.stats.flag(level, reason)
-        else:
-            self._fault_key = None
         self._cond = (level, reason or "active")
         self._publish_command(command)
         tick_s = time.perf_counter() - t0
         s2c = (self._publish_wall - self._sensor_header_ns * 1e-9
                if self._sensor_header_ns and not self.settings.use_sim_time else math.nan)
-        self.stats.record(now, dt, late, step_s, tick_s, status != STEPPED, s2c)
+        self.stats.record(now, measured_dt, late, step_s, tick_s, status != STEPPED, s2c)
         if self._debug_pub is not None:
             self._publish_debug(now, dt, late, step_s, status, fresh, action, command)
         self._seq += 1
@@ -660,7 +719,9 @@ class LiquidController(LifecycleNode):
             return
         level, reason = self._cond
         active = self._active
-        snap = self.stats.snapshot(level, reason if active else self._cond[1])
+        # Active for a whole window, the loop must have ticked: no tick (/clock stopped, loop hung) is STALE.
+        expect = active and time.monotonic() - self._activated_at >= self.param("diagnostics_period")
+        snap = self.stats.snapshot(level, reason if active else self._cond[1], expect_ticks=expect)
         loop_now = self._loop_now()
         with self._lock:
             ages = self.assembler.ages(loop_now)
@@ -684,7 +745,7 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run liquid_control controller` and `liquid-control run`."""
     import signal
 
-    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.signals import SignalHandlerOptions
 
     # Our own SIGINT/SIGTERM handling: stop the loop and publish the safe command *before* rclpy's
@@ -695,7 +756,7 @@ def main(args: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         node = LiquidController()
-    except (InvalidParameterValueException, LiquidControlError) as exc:
+    except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
         print(f"{NODE_NAME}: bad parameter: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
@@ -709,9 +770,14 @@ def main(args: list[str] | None = None) -> int:
     else:
         executor = SingleThreadedExecutor()
     executor.add_node(node)
-    if node.autostart:
-        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
+    if node.autostart and not _autostart(node):
+        # Without a lifecycle manager nobody would ever configure it: fail fast, so that the launcher (launch's
+        # on_exit / respawn, systemd) sees it. A lifecycle-managed node (autostart false) stays alive instead.
+        node.get_logger().fatal("autostart failed: exiting (exit code 1)")
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
     try:
         if isinstance(executor, SingleThreadedExecutor):
             while not stop.is_set() and rclpy.ok():
@@ -734,6 +800,12 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _autostart(node: LiquidController) -> bool:
+    """configure + activate; whether both succeeded."""
+    return (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,13 @@ report and turns it into one `diagnostic_msgs/DiagnosticStatus`.
 
 Level, worst first, over the report window (a fault that came and went between two reports still shows):
   ERROR  the last sensor message was invalid (NaN/Inf, wrong length, missing joint) or the policy failed
-  STALE  a sensor is missing or older than the timeout
+  STALE  a sensor is missing or older than the timeout, or the node is active and the loop made no tick in
+         the window (/clock stopped under use_sim_time, or the loop is hung): it is not commanding
   WARN   e-stop engaged, disabled through ~/enable, overruns, or achieved rate off by more than 5 %
+
+Achieved rate = intervals between the window's ticks / their time span: a window starts at the previous
+window's last tick (so n ticks make n intervals), except the first after `restart_window()` (activation,
+a new sim epoch), which starts at its own first tick (n - 1 intervals).
   OK     commanding normally (or inactive: configured, not commanding)
 
 Sensor-to-command latency = system time at the command's publish - header stamp of the newest stamped
@@ -52,6 +57,8 @@ class Snapshot:
     safe_ticks: int
     level: int
     reason: str
+    restarts: int = 0  # loop restarts (dt too large: state reset, soft start) in this window
+    total_restarts: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,9 +80,23 @@ class LoopStats:
         self._last_total = 0
         self._last_overruns = 0
         self._last_safe = 0
-        self._last_time: float | None = None
+        self.total_restarts = 0
+        self._last_restarts = 0
+        self._window_start: float | None = None  # loop time the window's intervals are counted from
+        self._intervals = 0  # tick intervals since _window_start
         self._time = 0.0
         self._worst = (OK, "")
+
+    def restart_window(self) -> None:
+        """The next tick starts a new time base (activation, a new sim epoch): the rate is measured from it."""
+        with self._lock:
+            self._window_start = None
+            self._intervals = 0
+
+    def restarted(self) -> None:
+        """Count a loop restart (a dt too large to step by: state reset, soft start)."""
+        with self._lock:
+            self.total_restarts += 1
 
     def record(self, now: float, dt: float, lateness: float, step_s: float, tick_s: float, safe: bool,
                s2c: float = math.nan) -> None:
@@ -88,8 +109,10 @@ class LoopStats:
             self.total_ticks += 1
             self.safe_ticks += safe
             self._time = now
-            if self._last_time is None:
-                self._last_time = now
+            if self._window_start is None:
+                self._window_start = now
+            else:
+                self._intervals += 1
 
     def overrun(self, missed: int) -> None:
         with self._lock:
@@ -101,26 +124,34 @@ class LoopStats:
             if _RANK[level] > _RANK[self._worst[0]]:
                 self._worst = (level, reason)
 
-    def snapshot(self, current_level: int, current_reason: str) -> Snapshot:
+    def snapshot(self, current_level: int, current_reason: str, expect_ticks: bool = False) -> Snapshot:
+        """The window since the previous snapshot. `expect_ticks`: the loop should be ticking (active for
+        at least a window): a window without a tick is then STALE, whatever the last tick said."""
         with self._lock:
             n = min(self.total_ticks - self._last_total, self._cap)
             end = self.total_ticks % self._cap
             idx = (np.arange(end - n, end)) % self._cap
             dt, late, step, tick = self._dt[idx], self._late[idx], self._step[idx], self._tick[idx]
             s2c = self._s2c[idx]
-            elapsed = (self._time - self._last_time) if self._last_time is not None else 0.0
+            elapsed = (self._time - self._window_start) if self._window_start is not None else 0.0
+            intervals = self._intervals
             ticks = self.total_ticks - self._last_total
             overruns = self.total_overruns - self._last_overruns
             safe = self.safe_ticks - self._last_safe
+            restarts = self.total_restarts - self._last_restarts
             worst = self._worst
             self._last_total, self._last_overruns, self._last_safe = self.total_ticks, self.total_overruns, self.safe_ticks
-            self._last_time = self._time
+            self._last_restarts = self.total_restarts
+            if self._window_start is not None:  # the next window's intervals start at this one's last tick
+                self._window_start, self._intervals = self._time, 0
             self._worst = (OK, "")
-        # ticks counted between the first and the last tick of the window: n - 1 intervals
-        achieved = (ticks - 1) / elapsed if elapsed > 0 and ticks > 1 else 0.0
+        achieved = intervals / elapsed if elapsed > 0 and intervals > 0 else 0.0
         level, reason = current_level, current_reason
         if _RANK[worst[0]] > _RANK[level]:
             level, reason = worst[0], f"{worst[1]} (recovered)" if current_level == OK else worst[1]
+        if expect_ticks and ticks == 0 and _RANK[level] < _RANK[STALE]:
+            # The last tick's condition is old news: the controller is not commanding at all.
+            level, reason = STALE, "no control ticks in the last window"
         if level == OK and n > 1:
             if overruns:
                 level, reason = WARN, f"{overruns} overruns in the last report window"
@@ -140,7 +171,7 @@ class LoopStats:
             step_p50=pct(step, 50), step_p99=pct(step, 99), tick_p99=pct(tick, 99),
             late_over_half=int(np.count_nonzero(late > 0.5 * self.period)),
             s2c_p50=pct(s2c, 50) if s2c.size else math.nan, s2c_p99=pct(s2c, 99) if s2c.size else math.nan,
-            safe_ticks=safe, level=level, reason=reason)
+            safe_ticks=safe, level=level, reason=reason, restarts=restarts, total_restarts=self.total_restarts)
 
 
 def diagnostic_array(name: str, hardware_id: str, snap: Snapshot, stamp_ns: int,
@@ -169,6 +200,8 @@ def diagnostic_array(name: str, hardware_id: str, snap: Snapshot, stamp_ns: int,
         "sensor_to_command_p50_us": "n/a" if math.isnan(snap.s2c_p50) else f"{snap.s2c_p50 * 1e6:.1f}",
         "sensor_to_command_p99_us": "n/a" if math.isnan(snap.s2c_p99) else f"{snap.s2c_p99 * 1e6:.1f}",
         "safe_command_ticks": str(snap.safe_ticks),
+        "restarts_large_dt": str(snap.restarts),
+        "total_restarts_large_dt": str(snap.total_restarts),
         **values,
     }
     status = DiagnosticStatus(level=bytes([snap.level]), name=name, message=snap.reason or "OK",

@@ -46,6 +46,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from liquid_control.core.errors import LiquidControlError, SpecError
 from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
 from liquid_control.ros.messages import decode_command, message_class, stamp_of
+from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_SUB_QOS
 
 NODE_NAME = "sim_bridge"
@@ -159,6 +160,8 @@ class SimBridge(Node):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        accept_ints_for_doubles(self, ("rate_hz", "timestep", "duration", "lockstep_timeout", "push_period",
+                                       "push_force", "wait_for_controller", "video_fps"))
         p = self.declare_parameter
         p("robot", "cartpole")
         p("mode", "realtime")
@@ -517,13 +520,13 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run liquid_control sim_bridge` and `liquid-control sim`."""
     import signal
 
-    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = SimBridge()
-    except (InvalidParameterValueException, LiquidControlError) as exc:
+    except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
