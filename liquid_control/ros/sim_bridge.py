@@ -63,8 +63,8 @@ CLOCK_QOS = SENSOR_PUB_QOS
 @dataclass
 class BridgeStats:
     sim_time: float = 0.0  # physics seconds simulated
-    wall_time: float = 0.0  # from the first tick (after waiting for the controller) to the end
-    startup_wait: float = 0.0  # lockstep: wall seconds spent waiting for the controller to appear
+    wall_time: float = 0.0  # from the first tick (lockstep: the first answered one) to the end
+    startup_wait: float = 0.0  # lockstep: wall seconds before that (the controller appearing, pre-roll)
     ticks: int = 0
     preroll_ticks: int = 0
     commands: int = 0
@@ -478,7 +478,7 @@ class SimBridge(Node):
         while (self.wait_for_controller > 0 and self.count_publishers(self.spec.action.topic) == 0
                and not self.stop.is_set() and time.monotonic() - t0 < self.wait_for_controller):
             executor.spin_once(timeout_sec=0.01)
-        self._wall0 = time.monotonic()  # the run's wall time starts with its first tick
+        self._wall0 = time.monotonic()  # restarted at the first answered tick, below
         self.stats.startup_wait = self._wall0 - t0
         clock_ns = self.period_ns  # the controller ignores a zero /clock
         started = False
@@ -491,6 +491,11 @@ class SimBridge(Node):
             if self.stop.is_set():
                 break
             self._take_command()
+            if answered and not started:
+                # The run's wall time starts with its first answered tick: the pre-roll before it (physics
+                # frozen, PREROLL_WAIT_S per unanswered /clock) is start-up, like the wait above.
+                self._wall0 = time.monotonic()
+                self.stats.startup_wait = self._wall0 - t0
             if answered:
                 started = True
             elif started:
