@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liquid_control.bags.player import PlayOptions, play
+    from liquid_control.ros.bag_player import PlayOptions, play
     from liquid_control.bags.replay import parse_remaps
 
     options = PlayOptions(rate=args.rate, loop=args.loop, clock=args.clock, clock_hz=args.clock_hz,

@@ -19,9 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from liquid_control.bags.io import normalize_topic
-    from liquid_control.bags.recorder import record
     from liquid_control.core.spec import load_spec
+    from liquid_control.ros.bag_recorder import record
 
     spec = load_spec(args.robot)
     topics: dict[str, str | None] = {normalize_topic(e.topic): e.msg_type for e in spec.observation}
@@ -29,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
         topics[normalize_topic(spec.action.topic)] = spec.action.msg_type
     for t in args.topics:
         topics.setdefault(normalize_topic(t), None)
+    # Ctrl-C / SIGTERM end the recording between callbacks (a KeyboardInterrupt could land inside a
+    # write); what has arrived by then is still written.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     result = record(args.out, topics, storage=args.storage, duration=args.duration, use_sim_time=args.use_sim_time,
-                    log=lambda s: print(s, flush=True))
+                    stop=stop, log=lambda s: print(s, flush=True))
     counts = ", ".join(f"{t}: {n}" for t, n in result.counts.items())
     print(f"recorded {result.total} messages in {result.wall:.1f} s to {result.path} ({counts})", flush=True)
     return 0

@@ -4,13 +4,19 @@
 
 Messages go out as recorded (raw CDR through `Publisher.publish(bytes)`: no decoding, no
 re-serialisation), each at wall time start + (log time - first log time) / rate, against absolute
-deadlines so pacing errors do not accumulate. With --clock, /clock carries bag time (each message's log
-time, published just before the message; --clock-hz adds ticks in between) so that nodes under
-use_sim_time, such as the controller, follow the bag. Publishers use the QoS the bag recorded as offered
-(reliable unless the recording says best effort), and playback waits until every played topic has a
-subscriber (bounded), as a controller that is still starting would otherwise miss the first messages.
+deadlines so pacing errors do not accumulate. With --clock, /clock carries bag time: the messages of one
+instant (log time) are published first, then /clock advances to that instant, as the sim bridge does
+(sensors, then /clock). A node under use_sim_time, such as the controller, ticks when /clock reaches
+its deadline, so it then ticks on the sample of that instant, as offline replay does (every message at
+or before t_k is applied before tick k), not on the one before it. --clock-hz adds /clock ticks between
+instants. Publishers use the QoS the bag recorded as offered (reliable unless the recording says best
+effort); playback waits until every played topic has a subscriber (bounded), as a controller that is
+still starting would otherwise miss the first messages, and at the end waits (bounded) until the
+subscribers have acknowledged what was published reliably, so the last messages are not lost with the
+publisher.
 
-rclpy is imported here, not at the bags package level: offline tools never need it.
+This is the ros layer's use of the bags layer (rosbag2 reading comes from bags.io); bags never imports
+rclpy.
 """
 from __future__ import annotations
 
@@ -124,6 +130,7 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
                 if not options.loop or result.published == 0:
                     break
             result.wall = time.monotonic() - wall0
+            _wait_for_acks([*pubs.values(), *([clock_pub] if clock_pub is not None else [])], 5.0)
         finally:
             node.destroy_node()
             context.try_shutdown()
@@ -155,31 +162,48 @@ def _play_once(bag: BagReader, pubs: dict[str, Any], clock_pub: Any, options: Pl
 
     clock_msg = Clock()
     rate = options.rate
-    tick_ns = int(1e9 / options.clock_hz) if options.clock and options.clock_hz > 0 else 0
+    tick_ns = int(1e9 / options.clock_hz) if clock_pub is not None and options.clock_hz > 0 else 0
+
+    def publish_clock(ns: int) -> None:
+        clock_msg.clock = _time_msg(ns)
+        clock_pub.publish(clock_msg)
+
     wall0, t0 = time.monotonic(), None
-    next_clock = None
+    instant = None  # log time of the messages published last; /clock reaches it once they are all out
     for raw in bag.raw_messages(list(pubs), start_ns, stop_ns):
         if stop.is_set():
             return
+        t = raw.log_time_ns
         if t0 is None:
-            t0 = next_clock = raw.log_time_ns
-        # /clock ticks due before this message (bag time), each at its own wall deadline
-        while tick_ns and next_clock < raw.log_time_ns:
-            _sleep_until(wall0 + (next_clock - t0) * 1e-9 / rate, stop)
-            clock_msg.clock = _time_msg(next_clock)
-            clock_pub.publish(clock_msg)
-            next_clock += tick_ns
-        _sleep_until(wall0 + (raw.log_time_ns - t0) * 1e-9 / rate, stop)
+            t0 = t
+        elif t != instant and clock_pub is not None:
+            publish_clock(instant)  # the previous instant is complete: sensors first, then /clock
+            next_clock = instant + tick_ns
+            while tick_ns and next_clock < t:  # --clock-hz ticks between instants, each at its own deadline
+                _sleep_until(wall0 + (next_clock - t0) * 1e-9 / rate, stop)
+                if stop.is_set():
+                    return
+                publish_clock(next_clock)
+                next_clock += tick_ns
+        _sleep_until(wall0 + (t - t0) * 1e-9 / rate, stop)
         if stop.is_set():
             return
-        if clock_pub is not None:
-            clock_msg.clock = _time_msg(raw.log_time_ns)
-            clock_pub.publish(clock_msg)
-            if tick_ns and next_clock <= raw.log_time_ns:
-                next_clock = raw.log_time_ns + tick_ns
         pubs[raw.topic].publish(raw.data if isinstance(raw.data, bytes) else bytes(raw.data))
+        instant = t
         result.published += 1
-        result.bag_seconds = (raw.log_time_ns - t0) * 1e-9
+        result.bag_seconds = (t - t0) * 1e-9
+    if clock_pub is not None and instant is not None:
+        publish_clock(instant)
+
+
+def _wait_for_acks(pubs: list[Any], timeout: float) -> None:
+    """Until the subscribers have acknowledged everything published reliably (bounded): destroying a
+    publisher drops what it still holds for them."""
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout
+    for p in pubs:
+        p.wait_for_all_acked(Duration(nanoseconds=int(max(0.0, deadline - time.monotonic()) * 1e9)))
 
 
 def _sleep_until(deadline: float, stop: threading.Event) -> None:

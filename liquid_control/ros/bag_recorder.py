@@ -3,15 +3,20 @@
     liquid-control record --robot cartpole OUT [--storage sqlite3] [--duration S] [--topics extra ...]
 
 Messages are stored as they arrive (raw CDR from `create_subscription(raw=True)`: no decoding), stamped
-with the receive time on the node's clock (sim time under --use-sim-time), with their message
+with the receive time on the node's clock (sim time under --use-sim-time; what arrives before the
+first /clock is stamped with that first /clock time, never 0), with their message
 definitions and the QoS their publishers offered, as `ros2 bag record` does, so `ros2 bag` and rosbags
 read the result. A topic is subscribed when its first publisher appears (polled every 0.1 s), best
 effort unless every publisher is reliable (a best-effort subscription matches any publisher; a reliable
 one misses best-effort publishers entirely); its offered QoS is recorded from those publishers.
 
 The bag is written under a temporary name and renamed into place when recording stops (Ctrl-C, the
-duration, or `stop`); after a hard crash the partial MCAP is in the hidden `.OUT.partial-PID/` folder and
-reads with --recover.
+duration, or `stop`), once the messages that had arrived but were not handled yet are taken and
+written too; after a hard crash the partial MCAP is in the hidden `.OUT.partial-PID/` folder and reads
+with --recover.
+
+This is the ros layer's use of the bags layer (rosbag2 writing comes from bags.io); bags never imports
+rclpy.
 """
 from __future__ import annotations
 
@@ -97,6 +102,8 @@ def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mc
             except SpecError as exc:
                 raise BagError(f"cannot record {t}: {exc}") from None
         pending = dict(topics)  # subscribed once a publisher appears, with QoS adapted to it
+        subs: list[tuple[Any, Callable[[bytes], None]]] = []
+        stamped = _ClockedWriter(node, writer, result)
 
         def subscribe_new() -> None:
             for t in list(pending):
@@ -108,7 +115,8 @@ def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mc
                                  reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
                 writer.add_topic(t, pending.pop(t), qos=[rosbags_qos(q) for q in offered])
                 result.counts[t] = 0
-                node.create_subscription(classes[t], t, _writer_callback(node, writer, t, result), qos, raw=True)
+                callback = stamped.callback(t)
+                subs.append((node.create_subscription(classes[t], t, callback, qos, raw=True), callback))
                 log(f"recording {t} ({topics[t]}, {'reliable' if reliable else 'best effort'})")
 
         log(f"recording to {out} ({storage}): waiting for publishers of {', '.join(topics)}")
@@ -127,6 +135,10 @@ def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mc
                 executor.spin_once(timeout_sec=0.02)
         except KeyboardInterrupt:  # Ctrl-C: keep what was recorded, as ros2 bag record does
             pass
+        _take_waiting(subs)
+        stamped.finish()
+        if stamped.dropped:
+            log(f"not recorded: {stamped.dropped} messages that arrived before any /clock (use_sim_time)")
         result.wall = time.monotonic() - wall0
         for t in pending:
             log(f"no publisher appeared on {t}: not in the bag")
@@ -142,11 +154,58 @@ def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mc
     return result
 
 
-def _writer_callback(node: Any, writer: BagWriter, topic: str, result: RecordResult) -> Callable[[bytes], None]:
-    clock = node.get_clock()
+class _ClockedWriter:
+    """Writes raw messages stamped with the node's clock at receipt.
 
-    def callback(data: bytes) -> None:
-        writer.write(topic, clock.now().nanoseconds, data)
-        result.counts[topic] += 1
+    Under use_sim_time that clock reads 0 until the first /clock arrives, and a sim source publishes an
+    instant's messages before its /clock (the sim bridge, `liquid-control play --clock`), so the very
+    first messages come before any time is known. They are held (bounded) and written at the first
+    /clock time, never at time 0 (a bag starting at 1970 would put a 56-year gap before its second
+    message)."""
 
-    return callback
+    MAX_EARLY = 10_000
+
+    def __init__(self, node: Any, writer: BagWriter, result: RecordResult):
+        self.clock, self.writer, self.result = node.get_clock(), writer, result
+        self.early: list[tuple[str, bytes]] = []
+        self.dropped = 0  # arrived before any /clock, beyond MAX_EARLY or with no /clock at all
+
+    def callback(self, topic: str) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            now = self.clock.now().nanoseconds
+            if now == 0:
+                if len(self.early) < self.MAX_EARLY:
+                    self.early.append((topic, data))
+                else:
+                    self.dropped += 1
+                return
+            if self.early:
+                self._write_early(now)
+            self.writer.write(topic, now, data)
+            self.result.counts[topic] += 1
+
+        return write
+
+    def _write_early(self, now: int) -> None:
+        early, self.early = self.early, []
+        for topic, data in early:
+            self.writer.write(topic, now, data)
+            self.result.counts[topic] += 1
+
+    def finish(self) -> None:
+        now = self.clock.now().nanoseconds
+        if self.early and now:
+            self._write_early(now)
+        self.dropped += len(self.early)
+        self.early = []
+
+
+def _take_waiting(subs: list[tuple[Any, Callable[[bytes], None]]]) -> None:
+    """Write the messages that arrived but whose callbacks have not run yet (stopping must not drop
+    what the publishers already delivered: a reliable publisher counts them as acknowledged)."""
+    for sub, callback in subs:
+        with sub.handle:
+            info = sub.handle.take_message(sub.msg_type, sub.raw)
+            while info is not None:
+                callback(info[0])
+                info = sub.handle.take_message(sub.msg_type, sub.raw)
