@@ -405,3 +405,17 @@ def test_command_serializer_writes_cdr_that_decodes_back_to_the_vector(msg_type,
     np.testing.assert_array_equal(decode_command(msg, action), cmd)
     if msg_type == "sensor_msgs/msg/JointState":
         assert list(msg.name) == list(names) and (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1, 500_000_000)
+
+
+def test_a_message_logged_at_time_zero_is_refused_not_ticked_through(model, bag, tmp_path):
+    # a recorder under use_sim_time that stamped its first message before any /clock: log time 0, then
+    # 2023; ticking through the 53 years between would never end
+    with open_bag(bag.path) as src, BagWriter(tmp_path / "zero", typestore=src.typestore) as w:
+        for t in src.topics.values():
+            w.add_topic_like(t, src.typestore)
+        for i, m in enumerate(src.raw_messages()):
+            w.write(m.topic, 1 if i == 0 else m.log_time_ns, m.data)
+    with pytest.raises(BagError, match=r"spans 1\.7e\+09 s of log time .* at time 0"):
+        replay(tmp_path / "zero", policy(model), SPEC)
+    skip = ReplayOptions(start_offset=(START_NS - 1) * 1e-9)  # the way out that the error names
+    assert replay(tmp_path / "zero", policy(model), SPEC, options=skip).ticks == 50

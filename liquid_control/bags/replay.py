@@ -42,6 +42,7 @@ from liquid_control.core.observation import Fault, ObservationAssembler
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
 
 TICK_SOURCES = ("schedule", "recorded")
+MAX_TICKS = 100_000_000  # 55 hours of a 500 Hz loop: more is a broken time line, not a recording
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,6 +416,11 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
         period_ns = 1e9 / spec.rate_hz
         span_ns = (bag.end_ns if stop_ns is None else min(stop_ns, bag.end_ns)) - start_ns
         expected_ticks = int(span_ns / period_ns) + 1
+        if options.ticks == "schedule" and expected_ticks > MAX_TICKS:  # would tick for hours or years
+            raise BagError(f"the replayed window of {bag.path} spans {span_ns * 1e-9:.6g} s of log time "
+                           f"({start_ns * 1e-9:.3f} .. {(start_ns + span_ns) * 1e-9:.3f} s): {expected_ticks:.3g} ticks at "
+                           f"{spec.rate_hz:g} Hz (a message logged at time 0, by a recorder under use_sim_time before "
+                           "its first /clock, or a clock jump?); narrow it with --start-offset / --duration")
         # Outputs.
         state_size = _state_size(policy)
         out_sinks: list[Any] = list(sinks or [])
