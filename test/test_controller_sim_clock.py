@@ -38,14 +38,18 @@ def test_sim_time_going_back_starts_a_new_epoch(tmp_path, executor):
         node.wait_for_output(r"active: commanding", 20.0)
         probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/step_debug") > 0, 10.0, "the debug topic")
 
-        def run(start_ns: int, steps: int) -> None:
+        def run(start_ns: int, steps: int, until=None) -> None:
             for k in range(1, steps + 1):  # each sim instant: its sensor sample, then its /clock
                 t_ns = start_ns + k * CLOCK_STEP_NS
                 js.publish(joint_state([t_ns * 1e-9, 0.0], [0.0, 0.0], stamp_ns=t_ns))
                 clock.publish(Clock(clock=_stamp(t_ns)))
                 time.sleep(0.004)
+                if until is not None and until():
+                    break
 
-        run(5_000_000_000, 40)  # sim 5.0 .. 5.4 s
+        # sim 5.0 s on, until 10 ticks have come back (the debug topic's match may take a while; it ends
+        # far below 25 s, 1000 steps)
+        run(5_000_000_000, 1000, lambda: len(debug) >= 10)
         probe.wait_for(lambda: len(debug) >= 10, 10.0, "ticks before the restart", node)
         run(1_000_000_000, 40)  # restarted: sim 1.0 .. 1.4 s (the old deadline, 5.42 s, is never reached)
         probe.wait_for(lambda: any(parse_debug(m).time < 2.0 for _, m in debug.snapshot()), 10.0,
@@ -87,22 +91,24 @@ def _stamp(ns: int):
 
 def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
     """A forward jump in sim time longer than max(sensor_timeout, 5 periods) is not stepped across: the
-    hidden state restarts from zero with a soft start, and /diagnostics counts it. When /clock stops, the
-    loop stops ticking, and /diagnostics says so (STALE) instead of repeating the last tick's OK."""
+    hidden state restarts from zero with a soft start, and /diagnostics counts it. ~/reset restarts the
+    soft start too (sim time makes it exact: sim time stands still during the call). When /clock stops,
+    the loop stops ticking, and /diagnostics says so (STALE) instead of repeating the last tick's OK."""
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
 
     from controller_fixtures import diag_values
 
     timeout, soft_start = 0.5, 0.2
     max_dt = max(timeout, 5 / RATE)
     model = make_artifact(tmp_path / "m.onnx", seed=3)
-    # The SingleThreadedExecutor handles /clock before a sensor message that came with it, so the tick
-    # after the jump usually sees a fresh sample and would step by the jump (the events executor would
-    # first age the sample by the jump: a stale-sensor restart, which hides the gap).
+    # Over DDS the tick after a jump usually finds its sample aged by the jump (received before /clock
+    # moved): stale, and the fault path resets too. The restart is counted either way; the case where a
+    # fresh sample arrives with the gap is driven tick by tick in test_controller_tick.py.
     argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
                                                     use_sim_time=True, rate_hz=RATE, soft_start=soft_start,
                                                     sensor_timeout=timeout, executor="single",
@@ -117,19 +123,31 @@ def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
         node.wait_for_output(r"active: commanding", 20.0)
         probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/step_debug") > 0, 10.0, "the debug topic")
 
-        def run(start_ns: int, steps: int) -> None:
+        def run(start_ns: int, steps: int, until=None) -> int:
+            """Advance sim time from start_ns by `steps` clock steps (or until `until()`); the last time sent."""
+            t_ns = start_ns
             for k in range(1, steps + 1):
                 t_ns = start_ns + k * CLOCK_STEP_NS
                 js.publish(joint_state([0.3 * np.sin(t_ns * 1e-9), 0.1], [0.0, 0.2], stamp_ns=t_ns))
                 clock.publish(Clock(clock=_stamp(t_ns)))
                 time.sleep(0.004)
+                if until is not None and until():
+                    break
+            return t_ns
 
-        run(5_000_000_000, 60)  # sim 5.0 .. 5.6 s
-        probe.wait_for(lambda: sum(parse_debug(m).status == 0 for _, m in debug.snapshot()) >= 20, 10.0,
-                       "control before the jump", node)
-        run(8_000_000_000, 60)  # sim time jumped forward by 2.4 s
-        probe.wait_for(lambda: any(parse_debug(m).time > 8.3 for _, m in debug.snapshot()), 10.0,
-                       "ticks after the jump", node)
+        def ticks_after(t: float) -> bool:
+            return any(parse_debug(m).time > t for _, m in debug.snapshot())
+
+        # Until 20 stepped ticks have come back (the debug topic's match may take a while on a loaded machine).
+        t_ns = run(5_000_000_000, 3000, lambda: sum(parse_debug(m).status == 0 for _, m in debug.snapshot()) >= 20)
+        assert sum(parse_debug(m).status == 0 for _, m in debug.snapshot()) >= 20, "no control before the jump"
+        jump = (t_ns + 2_400_000_000) * 1e-9
+        t_ns = run(t_ns + 2_400_000_000, 60)  # sim time jumped forward by 2.4 s
+        probe.wait_for(lambda: ticks_after(jump + 0.5), 10.0, "ticks after the jump", node)
+        assert probe.call(Trigger, f"/{NODE}/reset", Trigger.Request()).success  # sim time stands still
+        reset = t_ns * 1e-9
+        t_ns = run(t_ns, 40)
+        probe.wait_for(lambda: ticks_after(reset + 0.3), 10.0, "ticks after ~/reset", node)
         # /clock has stopped: the loop ticks no more, and /diagnostics must not stay OK.
         t_stop = time.monotonic()
         got = probe.wait_for(lambda: next((diag_values(m) for m in diags.since(t_stop + 0.5)
@@ -139,15 +157,25 @@ def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
         node.wait_for_output(r"sim time jumped or the loop stalled\): hidden state reset, soft start", 5.0)
     assert restarts == 1
     recs = [parse_debug(m) for _, m in debug.snapshot()]
-    after = [r for r in recs if r.time >= 8.0]
+    after = [r for r in recs if r.time >= jump]
     stepped_after = [r for r in after if r.status == 0]
     assert stepped_after and stepped_after[0].fresh, "the tick after the jump stepped an old hidden state"
     assert all(r.dt <= max_dt for r in recs if r.status == 0), "a step by the whole jump"
     # The first stepped tick after the jump starts a soft start: its command is faded in from the one
     # published before it (whatever that was: the last command, or a safe one after a stale sample).
-    first = stepped_after[0]
-    prev = next(r for r in recs if r.seq == first.seq - 1)
-    f = first.dt / soft_start
     scale, lo, hi = SPEC.action.scale[0], SPEC.action.lower[0], SPEC.action.upper[0]
-    expected = np.clip(prev.command + f * (first.action * scale - prev.command), lo, hi)
-    np.testing.assert_allclose(first.command, expected, rtol=1e-9, atol=1e-12)
+
+    def check_ramp_start(first) -> None:
+        prev = next(r for r in recs if r.seq == first.seq - 1)
+        f = first.dt / soft_start
+        expected = np.clip(prev.command + f * (first.action * scale - prev.command), lo, hi)
+        np.testing.assert_allclose(first.command, expected, rtol=1e-9, atol=1e-12)
+        assert np.abs(first.command - np.clip(first.action * scale, lo, hi)).max() > 1e-3, \
+            "the ramp start equals the full command: the test proves nothing"
+
+    check_ramp_start(stepped_after[0])
+    # ~/reset: the next tick steps from a zeroed state (fresh) right after normal control, and fades in.
+    after_reset = [r for r in recs if r.time > reset and r.fresh]
+    assert len(after_reset) == 1 and after_reset[0].status == 0, [(r.time, r.status) for r in after_reset]
+    assert next(r for r in recs if r.seq == after_reset[0].seq - 1).status == 0
+    check_ramp_start(after_reset[0])
