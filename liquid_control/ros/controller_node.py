@@ -6,7 +6,9 @@
 Lifecycle: configure loads the robot spec and the policy artifact and checks that they match (a
 failure is logged and the node stays unconfigured), and creates the topics; activate zeroes the hidden
 state and starts the loop with a soft start; deactivate stops the loop and publishes the safe command
-once; cleanup / shutdown release everything. `autostart: true` configures and activates at start-up.
+once; cleanup / shutdown release everything. `autostart: true` configures and activates at start-up,
+and exits with status 1 if that fails (nobody else would configure it: a launcher must see it); a
+lifecycle-managed node (autostart false) stays alive and unconfigured through a failed configure.
 
 Threads. The executor (main thread) runs the sensor callbacks, services, lifecycle transitions and the
 diagnostics timer. The control loop:
