@@ -323,3 +323,60 @@ def test_broken_bag_directory_is_refused_clearly(bags, tmp_path):
     (lost / "sqlite3.db3").unlink()
     with pytest.raises(BagError, match="database files are missing"):
         open_bag(lost)
+
+
+def _joint_states(ts):
+    """JointStates of every shape the layout has: empty and odd-length strings (alignment), empty and
+    full arrays in every position, non-ASCII names."""
+    T = ts.types
+    out = []
+    for i, (frame, names, sizes) in enumerate([("", ["a", "b"], (2, 2, 2)), ("base_link", ["slider", "hinge"], (2, 2, 0)),
+                                               ("x", [], (0, 0, 0)), ("odd1", ["j1", "jötunn", "k"], (3, 0, 3)),
+                                               ("abcd", ["ab", "abc"], (0, 2, 0)), ("ab", ["abcdefgh"], (1, 1, 1))]):
+        rng = np.random.default_rng(i)
+        arr = [rng.normal(size=n) for n in sizes]
+        hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1_700_000_000 + i, nanosec=123 + i),
+                                       frame_id=frame)
+        out.append(T[JS](header=hdr, name=names, position=arr[0], velocity=arr[1], effort=arr[2]))
+    return out
+
+
+def test_fast_joint_state_decoder_gives_what_rosbags_gives():
+    from liquid_control.bags.joint_state_cdr import joint_state_decoder
+
+    ts = distro_typestore()
+    fast = joint_state_decoder(ts, ts)
+    md = ts.get_msgdef(JS)
+    for msg in _joint_states(ts):
+        for pad in (b"", b"\x00", b"\x5a\xa5\x7f\x01"):  # rmw alignment and padding bytes after the last field
+            data = bytes(ts.serialize_cdr(msg, JS)) + pad
+            got, trailing = fast(data)
+            ref, pos = md.deserialize_cdr_le(memoryview(data)[4:], 0, md.cls, ts)
+            assert type(got) is type(ref) and got.header == ref.header and got.name == ref.name
+            for f in ("position", "velocity", "effort"):
+                a, b = getattr(got, f), getattr(ref, f)
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+            assert trailing == len(data) - 4 - pos
+            try:  # the padding check is the same: too many left-over bytes are refused either way
+                expected = decode_cdr(ts, data, JS)[1]
+            except CdrError as exc:
+                expected = str(exc)
+            try:
+                assert decode_cdr(ts, data, JS, fast)[1] == expected
+            except CdrError as exc:
+                assert str(exc) == expected
+        # what it does not handle exactly goes to rosbags (and its errors): big-endian, cut, corrupt
+        big = bytes(ts.serialize_cdr(msg, JS, little_endian=False))
+        assert fast(big) is None and decode_cdr(ts, big, JS, fast)[0].name == msg.name
+        data = bytes(ts.serialize_cdr(msg, JS))
+        for bad in (data[: len(data) // 2], data[:12] + b"\xff\xff\xff\x7f" + data[16:]):
+            assert fast(bad) is None
+            with pytest.raises(CdrError):
+                decode_cdr(ts, bad, JS, fast)
+    # a bag's own JointState definition that differs from the standard one: no fast path
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    own = get_typestore(Stores.EMPTY)
+    own.register(get_types_from_msg("std_msgs/Header header\nstring[] name\nfloat64[] position\n", JS))
+    own.register({k: v for k, v in ts.fielddefs.items() if k in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time")})
+    assert joint_state_decoder(own, ts) is None and joint_state_decoder(ts, ts) is not None

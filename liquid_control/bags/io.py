@@ -188,12 +188,19 @@ def _empty_sequences(typestore: Typestore, msgtype: str, msg: Any) -> int:
     return n
 
 
-def decode_cdr(typestore: Typestore, data: bytes | memoryview, msgtype: str) -> tuple[Any, int]:
+def decode_cdr(typestore: Typestore, data: bytes | memoryview, msgtype: str,
+               fast: Callable[[bytes], tuple[Any, int] | None] | None = None) -> tuple[Any, int]:
     """Decode one CDR message; returns (message, number of trailing padding bytes ignored).
 
     Accepts the trailing bytes that rmw implementations leave (the encapsulation's 0-3 alignment
     bytes, plus up to 4 per empty sequence from rmw_fastrtps' worst-case sizing); rejects more.
+    `fast`: a decoder for this type that gives the same result or None (joint_state_cdr.py).
     """
+    if fast is not None and (done := fast(data)) is not None:
+        msg, trailing = done
+        if trailing > 3:
+            _check_trailing(typestore, msgtype, msg, trailing)
+        return msg, trailing
     if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1):
         head = bytes(data[:4]).hex() or "nothing"
         raise CdrError(f"{msgtype}: not plain CDR (encapsulation header {head}, expected 0000 or 0001)")
@@ -208,11 +215,15 @@ def decode_cdr(typestore: Typestore, data: bytes | memoryview, msgtype: str) -> 
         raise CdrError(f"{msgtype}: {len(data)} bytes do not decode ({exc})") from None
     trailing = len(data) - 4 - pos
     if trailing > 3:
-        allowed = 3 + 4 * _empty_sequences(typestore, msgtype, msg)
-        if trailing > allowed:
-            raise CdrError(f"{msgtype}: {trailing} bytes left over after the last field, at most {allowed} "
-                           "can be padding (wrong message type or corrupt data)")
+        _check_trailing(typestore, msgtype, msg, trailing)
     return msg, trailing
+
+
+def _check_trailing(typestore: Typestore, msgtype: str, msg: Any, trailing: int) -> None:
+    allowed = 3 + 4 * _empty_sequences(typestore, msgtype, msg)
+    if trailing > allowed:
+        raise CdrError(f"{msgtype}: {trailing} bytes left over after the last field, at most {allowed} "
+                       "can be padding (wrong message type or corrupt data)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -488,6 +499,10 @@ class BagReader:
             self.close()
             raise
         self.stats.notes += notes
+        from liquid_control.bags.joint_state_cdr import JOINT_STATE, joint_state_decoder
+
+        fast = joint_state_decoder(self.typestore, distro_typestore(None))
+        self._fast = {JOINT_STATE: fast} if fast is not None else {}
         self.topics: dict[str, BagTopic] = {}
         for conn in self._storage.connections:
             if conn.topic in self.topics:  # one topic recorded with two types: keep the first, say so
@@ -633,7 +648,7 @@ class BagReader:
     def decode(self, raw: RawMessage) -> Any | None:
         """Decode one message; None (and a counted skip) when it does not decode as its type."""
         try:
-            msg, trailing = decode_cdr(self.typestore, raw.data, raw.msgtype)
+            msg, trailing = decode_cdr(self.typestore, raw.data, raw.msgtype, self._fast.get(raw.msgtype))
         except CdrError as exc:
             self.stats.skip(raw.topic, str(exc))
             return None
