@@ -277,3 +277,28 @@ def test_play_window_and_loop_until_stopped(tmp_path):
     assert all(lo - 1_000_000 <= s < hi for s in sent) and len(sent) >= 90
     assert max(stamps.count(s) for s in sent) >= 2  # the window came round again
     assert START_NS <= min(sent)
+
+
+def test_play_clock_hz_ticks_between_instants(tmp_path):
+    import threading
+
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+
+    from liquid_control.ros.bag_player import PlayOptions, play
+
+    info = write_cartpole_bag(tmp_path / "b", duration=0.2, latency_ns=0)  # instants every 2 ms exactly
+    options = PlayOptions(clock=True, clock_hz=1000.0, topics=("joint_states",), wait_for_subscribers=20.0)
+    out = {}
+    with Probe("clock_probe") as probe:
+        js = probe.collect(JointState, "/joint_states", _best_effort())
+        clock = probe.collect(Clock, "/clock", 1000)
+        t = threading.Thread(target=lambda: out.setdefault("r", play(info.path, options, log=lambda s: None)))
+        t.start()
+        t.join(30.0)
+        assert not t.is_alive() and out["r"].published == info.joint_messages == 100
+        # reliable, acknowledged before play returned: all of them, each instant and a tick 1 ms after it
+        probe.wait_for(lambda: len(clock) >= 199, 10.0, "199 /clock messages")
+        clocks = [m.clock.sec * 10**9 + m.clock.nanosec for _, m in clock.snapshot()]
+    assert clocks == list(range(info.start_ns, info.start_ns + 199 * 1_000_000, 1_000_000))
+    assert len(js) >= 90
