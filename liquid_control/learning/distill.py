@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from liquid_control.learning.train_utils import (SUCCESS_RETURN, CSVLog, RunningMeanStd, TrainingError, make_env,
+from liquid_control.learning.train_utils import (success_return, CSVLog, RunningMeanStd, TrainingError, make_env,
                                                  nominal_dt, plot_learning_curve)
 
 
@@ -204,7 +204,7 @@ def distill(cfg: DistillConfig, out: Path, *, command: str = "", progress: bool 
     plot_learning_curve(out / "metrics.csv", out / "learning_curve.png",
                         f"{cfg.robot}: DAgger student {cfg.cell.upper()} {cfg.units}, teacher {Path(cfg.teacher).name}")
     return {"steps": steps, "time_s": time.time() - t0, "best_eval": best[0], "best_iter": best[1]["iter"],
-            "artifact": str(artifact), "solved": best[0] >= SUCCESS_RETURN.get(cfg.robot, math.inf)}
+            "artifact": str(artifact), "solved": best[0] >= success_return(cfg.robot)}
 
 
 def _fit(student: nn.Module, opt: torch.optim.Optimizer, data: dict[str, list[np.ndarray]], rms: RunningMeanStd,

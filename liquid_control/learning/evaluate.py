@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from liquid_control.learning.train_utils import SUCCESS_RETURN, make_env, nominal_dt
+from liquid_control.learning.train_utils import success_return, make_env, nominal_dt
 
 
 class StepPolicy(Protocol):
@@ -30,7 +30,7 @@ def run_episodes(policy: StepPolicy, robot: str, *, episodes: int = 20, seed: in
     env = make_env(robot, dt_jitter=dt_jitter, rate_scale=rate_scale,
                    render_mode="rgb_array" if video else None, **(env_kwargs or {}))
     dt0 = nominal_dt(env) / rate_scale  # the first tick of an episode gets the (scaled) control period
-    threshold = SUCCESS_RETURN.get(robot, math.inf)
+    threshold = success_return(robot)
     returns, lengths, dts, frames = [], [], [], []
     try:
         for k in range(episodes):

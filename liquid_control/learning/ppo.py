@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from liquid_control.learning.train_utils import (SUCCESS_RETURN, CSVLog, RunningMeanStd, TrainingError,
+from liquid_control.learning.train_utils import (success_return, CSVLog, RunningMeanStd, TrainingError,
                                                  env_factory, info_dt, load_checkpoint, make_env, nominal_dt,
                                                  plot_learning_curve, save_checkpoint, truncate_csv)
 
@@ -462,7 +462,7 @@ class Trainer:
         artifact = self.export(self.out / "policy.onnx", best)
         return {"steps": self.global_step, "time_s": self.elapsed, "best_eval": self.best_eval,
                 "best_step": int(best["global_step"]) if best else None, "last_eval": last_eval,
-                "artifact": str(artifact), "solved": self.best_eval >= SUCCESS_RETURN.get(cfg.robot, math.inf)}
+                "artifact": str(artifact), "solved": self.best_eval >= success_return(cfg.robot)}
 
     def _save(self, path: Path) -> None:
         # Ctrl-C must not land in the middle of a checkpoint write: hold it until the file is on disk, then raise.

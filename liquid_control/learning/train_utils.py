@@ -7,6 +7,7 @@ distill.py and evaluate.py share the same env factory and checkpoint format.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shlex
 import sys
@@ -24,20 +25,24 @@ class TrainingError(LiquidControlError):
 
 
 # ----------------------------------------------------------------------------------------------- envs
-# Robot name -> the registered Gymnasium id of the spec-driven env (liquid_control.sim registers them).
-ENV_IDS = {
-    "cartpole": "liquid_control/CartPole-v0",
-    "cartpole_novel": "liquid_control/CartPoleNovel-v0",
-    "reacher": "liquid_control/Reacher-v0",
-}
-# What counts as solved, per robot (mean return over the evaluation episodes); the issue's goals.
-SUCCESS_RETURN = {"cartpole": 950.0, "cartpole_novel": 900.0, "reacher": -5.0}
-
-
 def env_id(robot: str) -> str:
-    if robot not in ENV_IDS:
-        raise TrainingError(f"unknown robot {robot!r} for training; known: {', '.join(sorted(ENV_IDS))}")
-    return ENV_IDS[robot]
+    """The Gymnasium id of the spec-driven env for `robot` (any spec in config/robots, or a spec path)."""
+    try:
+        from liquid_control.sim import env_id_for
+    except ImportError as exc:
+        raise TrainingError(f"the MuJoCo env is not available: {exc}") from None
+    try:
+        return env_id_for(robot)
+    except LiquidControlError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def success_return(robot: str) -> float:
+    """What counts as solved (mean evaluation return): the spec's sim.success_return, else never."""
+    from liquid_control.core.spec import load_spec
+
+    value = load_spec(robot).sim.get("success_return")
+    return math.inf if value is None else float(value)
 
 
 def make_env(robot: str, *, dt_jitter: float = 0.0, rate_scale: float = 1.0, render_mode: str | None = None,
@@ -49,10 +54,6 @@ def make_env(robot: str, *, dt_jitter: float = 0.0, rate_scale: float = 1.0, ren
     Other keyword arguments go to the env (e.g. timestep=0.002 to resolve jittered periods finely).
     """
     gid = env_id(robot)
-    try:
-        import liquid_control.sim  # noqa: F401  (registers the liquid_control/* ids)
-    except ImportError as exc:
-        raise TrainingError(f"the MuJoCo env is not available: {exc}") from None
     if not rate_scale > 0 or not np.isfinite(rate_scale):
         raise TrainingError(f"rate-scale must be a positive number, got {rate_scale}")
     if not 0 <= dt_jitter < 1:

@@ -25,6 +25,25 @@ ENV_IDS: dict[str, str] = {
 }
 
 
+def env_id_for(robot: str) -> str:
+    """The Gymnasium id of a robot's env: a named id above, or one registered now for any other spec
+    (name in config/robots, or a path) — a new robot needs no code. SpecError for an unknown robot."""
+    import gymnasium
+
+    from liquid_control.core.spec import load_spec
+
+    for env_id, name in ENV_IDS.items():
+        if name == robot:
+            return env_id
+    spec = load_spec(robot)
+    env_id = f"liquid_control/robot-{spec.name}-{spec.hash}-v0"
+    if env_id not in gymnasium.registry:
+        steps = spec.sim.get("max_episode_steps")
+        gymnasium.register(env_id, entry_point="liquid_control.sim.env:make_env", kwargs={"robot": robot},
+                           max_episode_steps=None if steps is None else int(steps))
+    return env_id
+
+
 def _register() -> None:
     import gymnasium
 
