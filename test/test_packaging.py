@@ -44,3 +44,13 @@ def test_cli_help_lists_every_subcommand():
     assert out.returncode == 0, out.stderr
     for name in ("info", "export", "run", "sim", "demo", "train", "eval", "replay", "play", "record", "bench"):
         assert name in out.stdout
+
+
+def test_readme_spec_example_parses():
+    import yaml
+
+    from liquid_control.core.spec import parse_spec
+
+    block = (ROOT / "README.md").read_text().split("```yaml\n")[1].split("```")[0]
+    spec = parse_spec(yaml.safe_load(block))
+    assert (spec.obs_size, spec.action_size) == (7, 2)
