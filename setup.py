@@ -48,7 +48,7 @@ setup(
         "bags": ["rosbags>=0.10", "tqdm>=4.60", "matplotlib>=3.7"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.10", "colcon-common-extensions>=0.3"],
     },
-    zip_safe=True,
+    zip_safe=False,  # resources (config/, sim/, policies/) are found next to the package on disk
     maintainer="liquid_control maintainers",
     maintainer_email="maintainers@users.noreply.example",
     description="Liquid neural network (CfC/LTC) policies as fixed-rate ROS 2 controllers",

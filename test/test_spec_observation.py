@@ -131,3 +131,24 @@ def test_joint_state_from_another_publisher_is_ignored_but_partial_overlap_is_a_
     # Some of ours but not all: a broken message from our driver.
     err = asm.update("joint_states", joint_state(["slider", "finger"], [0, 0], [0, 0]), 0.1)
     assert "joint 'hinge' missing" in err
+
+
+@pytest.mark.parametrize("action_patch, message", [
+    ({"scale": float("nan")}, "finite"),
+    ({"scale": float("inf")}, "finite"),
+    ({"limits": {"lower": float("nan"), "upper": 1.0}}, "finite"),
+    ({"rate_limit": float("inf")}, "finite"),
+    ({"scale": "fast"}, "expected a number"),
+])
+def test_non_finite_spec_numbers_are_refused(action_patch, message):
+    action = {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"], **action_patch}
+    with pytest.raises(SpecError, match=message):
+        parse_spec({"robot": "t", "rate_hz": 50, "action": action,
+                    "observation": [{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"]}]})
+
+
+def test_negative_array_index_is_refused():
+    with pytest.raises(SpecError, match="indices must be >= 0"):
+        parse_spec({"robot": "t", "rate_hz": 50,
+                    "observation": [{"topic": "x", "type": "std_msgs/msg/Float64MultiArray", "field": "data", "index": [0, -1]}],
+                    "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]}})

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"liquid-control {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `liquid-control info M | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

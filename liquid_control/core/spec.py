@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,14 +49,19 @@ def _canonical_type(name: str) -> str:
     return _TYPE_ALIASES.get(name, name)
 
 
-def _floats(value: Any, n: int, what: str, default: float) -> tuple[float, ...]:
+def _floats(value: Any, n: int, what: str, default: float, allow_inf: bool = False) -> tuple[float, ...]:
+    """n floats from a scalar or a list; NaN never (it would silently force the safe command forever),
+    infinity only where it means 'no bound' (allow_inf)."""
     if value is None:
         return (float(default),) * n
-    if isinstance(value, (int, float)):
-        return (float(value),) * n
-    values = tuple(float(v) for v in value)
+    try:
+        values = (float(value),) * n if isinstance(value, (int, float)) else tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what}: expected a number or a list of {n} numbers, got {value!r}") from None
     if len(values) != n:
         raise SpecError(f"{what}: expected {n} values, got {len(values)}")
+    if any(math.isnan(v) or (math.isinf(v) and not allow_inf) for v in values):
+        raise SpecError(f"{what}: values must be finite numbers, got {list(values)}")
     return values
 
 
@@ -197,6 +203,8 @@ def _parse_obs(i: int, raw: dict[str, Any]) -> ObsEntry:
         names = tuple(str(int(n)) for n in raw.get("index", ()))
         if not names:
             raise SpecError(f"{where}: Float64MultiArray entries need 'index'")
+        if any(int(n) < 0 for n in names):
+            raise SpecError(f"{where}: Float64MultiArray indices must be >= 0, got {list(names)}")
     else:
         names = tuple(str(a) for a in raw.get("axes", allowed))
         bad = [a for a in names if a not in allowed]
@@ -224,8 +232,8 @@ def _parse_action(raw: dict[str, Any]) -> ActionSpec:
         raise SpecError("action: 'names' is empty")
     scale = _floats(raw.get("scale"), n, "action.scale", 1.0)
     limits = raw.get("limits") or {}
-    lower = _floats(limits.get("lower"), n, "action.limits.lower", -float("inf"))
-    upper = _floats(limits.get("upper"), n, "action.limits.upper", float("inf"))
+    lower = _floats(limits.get("lower"), n, "action.limits.lower", -float("inf"), allow_inf=True)
+    upper = _floats(limits.get("upper"), n, "action.limits.upper", float("inf"), allow_inf=True)
     if any(lo > hi for lo, hi in zip(lower, upper)):
         raise SpecError(f"action.limits: lower {lower} exceeds upper {upper}")
     rate = raw.get("rate_limit")

@@ -42,8 +42,12 @@ _tanh, _exp, _abs, _copyto = np.tanh, np.exp, np.abs, np.copyto
 # np.dot: for these small matrix-vector products it has less call overhead than np.matmul (measured).
 _dot = np.dot
 _maximum = np.maximum
-# The clip ufunc itself: np.clip() wraps it in ~1 us of Python argument handling.
-_clip = (np._core if hasattr(np, "_core") else np.core).umath.clip
+# The clip ufunc itself: np.clip() wraps it in ~1 us of Python argument handling. It is not public API,
+# so fall back to np.clip (same result) if a numpy release moves it.
+try:
+    _clip = (np._core if hasattr(np, "_core") else np.core).umath.clip
+except AttributeError:  # pragma: no cover - depends on the numpy release
+    _clip = np.clip
 LECUN_IN, LECUN_OUT = 0.666, 1.7159
 
 
