@@ -747,21 +747,16 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run liquid_control controller` and `liquid-control run`."""
     import signal
 
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-    from rclpy.signals import SignalHandlerOptions
+    from liquid_control.ros.params import init_and_create
 
     # Our own SIGINT/SIGTERM handling: stop the loop and publish the safe command *before* rclpy's
     # context goes down (rclpy's handler would shut the context first, and the publish would fail).
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
+    node = init_and_create(LiquidController, f"{NODE_NAME}: bad parameter", args)
+    if node is None:
+        return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        node = LiquidController()
-    except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
-        print(f"{NODE_NAME}: bad parameter: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
     # The executor runs callbacks only (the loop has its own thread). rclpy's C++ EventsExecutor costs
     # about half the CPU of the Python SingleThreadedExecutor under a 1 kHz sensor stream and leaves
     # the GIL free more of the time, so the loop thread wakes on time (bench/bench_loop.py measures it).

@@ -20,3 +20,24 @@ def accept_ints_for_doubles(node: Any, names: Iterable[str]) -> None:
         p = overrides.get(name)
         if p is not None and p.type_ == Parameter.Type.INTEGER:
             overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(p.value))
+
+
+def init_and_create(factory: Any, name: str, args: list[str] | None) -> Any | None:
+    """rclpy.init without rclpy's own SIGINT/SIGTERM handlers (our mains stop their loops and publish
+    a last message before the context goes down), then the node; a bad parameter or spec is one line on
+    stderr and None (the caller exits 2), never a traceback."""
+    import sys
+
+    import rclpy
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.signals import SignalHandlerOptions
+
+    from liquid_control.core.errors import LiquidControlError
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        return factory()
+    except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return None

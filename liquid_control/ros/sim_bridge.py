@@ -525,15 +525,10 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run liquid_control sim_bridge` and `liquid-control sim`."""
     import signal
 
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-    from rclpy.signals import SignalHandlerOptions
+    from liquid_control.ros.params import init_and_create
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = SimBridge()
-    except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
-        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
+    node = init_and_create(SimBridge, NODE_NAME, args)
+    if node is None:
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: node.stop.set())
