@@ -45,7 +45,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from liquid_control.core.errors import LiquidControlError, SpecError
 from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
-from liquid_control.ros.messages import decode_command, message_class, stamp_of
+from liquid_control.ros.messages import decode_command, message_class, set_stamp
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_SUB_QOS
 
@@ -113,7 +113,7 @@ class _MessageFiller:
         values = self.reader.read()
         msg = self.msg
         if hasattr(msg, "header"):
-            msg.header.stamp = stamp_of(stamp_ns)
+            set_stamp(msg.header.stamp, stamp_ns)
         if self.msg_type == JOINT_STATE:
             msg.position = values["position"].tolist()
             msg.velocity = values["velocity"].tolist()
@@ -514,7 +514,7 @@ class SimBridge(Node):
         """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there.
         The bookkeeping waits until both are out: it overlaps the controller's work instead of delaying it."""
         self._publish_sensors(clock_ns)
-        self._clock_msg.clock = stamp_of(clock_ns)
+        set_stamp(self._clock_msg.clock, clock_ns)
         self.clock_pub.publish(self._clock_msg)
         self._bookkeep()
         if self._bag is not None:
