@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         m, b, r, d, out = args._bare
         return run_bare(m, b, float(r), float(d), args.warmup, out)
 
-    os.environ.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
+    os.environ["ROS_DOMAIN_ID"] = str(40 + os.getpid() % 50)  # private: never a live robot graph
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     tmp = Path(tempfile.mkdtemp(prefix="bench_loop_"))
     model = _model(args.model, tmp)

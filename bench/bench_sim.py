@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from liquid_control.ros.background import ChildProcess
+
 HELP = "env steps/s per robot vs the matching Gymnasium v5 env"
 
 # robot -> (our Gymnasium id, the v5 baseline it is compared with)
@@ -111,17 +113,9 @@ def in_process_loop(rate: float, seconds: float) -> float:
 
 
 def _ros_env() -> dict:
+    # Always a private domain on localhost: a benchmark's controller must never reach a live robot graph.
     return {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "MUJOCO_GL": "osmesa",
-            "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(100 + os.getpid() % 60))}
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            "ROS_DOMAIN_ID": str(100 + os.getpid() % 100)}
 
 
 def floor_loop(rate: float, seconds: float) -> dict:
@@ -130,13 +124,13 @@ def floor_loop(rate: float, seconds: float) -> dict:
     env = _ros_env()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "floor.json"
-        responder = subprocess.Popen([sys.executable, script, "responder", "--rate", str(rate)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        responder = ChildProcess([sys.executable, script, "responder", "--rate", str(rate)], "responder", tmp,
+                                 env=env).start()
         try:
             driver = subprocess.run([sys.executable, script, "driver", "--rate", str(rate), "--seconds", str(seconds),
                                      "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
         finally:
-            _stop(responder)
+            responder.stop()
         if driver.returncode != 0 or not out.exists():
             raise RuntimeError("lockstep floor failed:\n" + driver.stdout + driver.stderr)
         return json.loads(out.read_text())
@@ -149,20 +143,16 @@ def ros_loop(rate: float, seconds: float) -> dict:
     cli = [sys.executable, "-m", "liquid_control.cli.main"]
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
-        logs = [open(Path(tmp) / n, "w+") for n in ("controller.log", "bridge.log")]
-        controller = subprocess.Popen([*cli, "run", "--robot", "cartpole", "--use-sim-time", "--rate", str(rate)],
-                                      env=env, stdout=logs[0], stderr=subprocess.STDOUT)
+        controller = ChildProcess([*cli, "run", "--robot", "cartpole", "--use-sim-time", "--rate", str(rate)],
+                                  "controller", tmp, env=env).start()
         try:
             bridge = subprocess.run([*cli, "sim", "--robot", "cartpole", "--mode", "lockstep", "--rate", str(rate),
                                      "--timestep", str(timestep), "--duration", str(seconds),
-                                     "--summary", str(summary)], env=env, stdout=logs[1],
-                                    stderr=subprocess.STDOUT, timeout=600)
+                                     "--summary", str(summary)], env=env, capture_output=True, text=True, timeout=600)
         finally:
-            _stop(controller)
+            controller.stop()
         if bridge.returncode != 0 or not summary.exists():
-            for f in logs:
-                f.seek(0)
-            raise RuntimeError("closed loop failed:\n" + "".join(f.read() for f in logs))
+            raise RuntimeError("closed loop failed:\n" + controller.output() + bridge.stdout + bridge.stderr)
         result = json.loads(summary.read_text())
     hinge = np.asarray(result.pop("trace")["qpos"])[:, 1]
     result["max_abs_pole_angle"] = float(np.abs(hinge).max())
