@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_bare(m, b, float(r), float(d), args.warmup, out)
 
     os.environ["ROS_DOMAIN_ID"] = str(40 + os.getpid() % 50)  # private: never a live robot graph
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     tmp = Path(tempfile.mkdtemp(prefix="bench_loop_"))
     model = _model(args.model, tmp)
     total = len(args.rates) * (2 * args.duration + 2 * args.warmup + 20) + 30
