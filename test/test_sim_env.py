@@ -62,13 +62,15 @@ def test_imu_reads_gyro_and_orientation_of_the_pole():
                                rtol=0, atol=1e-9)
 
 
-def test_reacher_obs_applies_scale_and_reads_the_goal_site():
+def test_reacher_obs_encodes_angles_applies_scale_and_reads_the_goal_site():
     env = SpecEnv("reacher")
     obs, _ = env.reset(seed=4)
     obs, *_ = env.step([0.5, -0.5])
     j0, j1 = joint(env, "joint0"), joint(env, "joint1")
     goal = env.data.site("target").xpos[:2]
-    expected = [j0.qpos[0], j1.qpos[0], 0.1 * j0.qvel[0], 0.1 * j1.qvel[0], 5.0 * goal[0], 5.0 * goal[1]]
+    q0, q1 = j0.qpos[0], j1.qpos[0]
+    expected = [math.cos(q0), math.cos(q1), math.sin(q0), math.sin(q1),  # encode: sincos, as Reacher-v5
+                0.1 * j0.qvel[0], 0.1 * j1.qvel[0], 5.0 * goal[0], 5.0 * goal[1]]
     np.testing.assert_allclose(obs, expected, rtol=0, atol=1e-12)
     # the goal is where the task put it: inside the 0.2 m disc, and not at the origin
     assert 0 < np.linalg.norm(goal) < 0.2

@@ -96,6 +96,10 @@ def test_imu_and_scaling():
     ({"action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"], "scale": [1, 2]}}, "expected 1 values"),
     ({"action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"], "safe": 5,
                  "limits": {"lower": -1, "upper": 1}}}, "outside the limits"),
+    ({"observation": [{"topic": "x", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"],
+                       "encode": "polar"}]}, "unknown encode 'polar'"),
+    ({"observation": [{"topic": "x", "type": "sensor_msgs/msg/JointState", "field": "velocity", "joints": ["a"],
+                       "encode": "sincos"}]}, "JointState positions .angles. only"),
 ])
 def test_bad_spec_names_the_problem(patch, message):
     data = {"robot": "t", "rate_hz": 50,
@@ -152,3 +156,36 @@ def test_negative_array_index_is_refused():
         parse_spec({"robot": "t", "rate_hz": 50,
                     "observation": [{"topic": "x", "type": "std_msgs/msg/Float64MultiArray", "field": "data", "index": [0, -1]}],
                     "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]}})
+
+
+SINCOS_SPEC = {
+    "robot": "arm", "rate_hz": 50,
+    "observation": [
+        {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["j0", "j1"],
+         "encode": "sincos", "offset": [0.5, 0.0]},
+        {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "velocity", "joints": ["j0", "j1"]}],
+    "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["j0", "j1"]},
+}
+
+
+def test_sincos_encodes_each_angle_after_the_offset_cosines_first():
+    spec = parse_spec(SINCOS_SPEC)
+    assert spec.obs_size == 6
+    assert spec.obs_labels()[:4] == ["cos(JointState.position[j0])", "cos(JointState.position[j1])",
+                                     "sin(JointState.position[j0])", "sin(JointState.position[j1])"]
+    asm = ObservationAssembler(spec)
+    q0 = 0.5 + 2 * math.pi + 0.3  # a continuous joint wound once around: the same pose as 0.5 + 0.3
+    assert asm.update("js", joint_state(["j1", "j0"], [-1.2, q0], [4.0, 3.0]), 0.0) is None
+    obs, fault = asm.assemble(0.0)
+    assert fault is None
+    np.testing.assert_allclose(obs, [math.cos(0.3), math.cos(-1.2), math.sin(0.3), math.sin(-1.2), 3.0, 4.0],
+                               rtol=0, atol=1e-12)
+
+
+def test_encode_is_part_of_the_layout_only_where_set():
+    plain = dict(SINCOS_SPEC, observation=[dict(SINCOS_SPEC["observation"][0]), SINCOS_SPEC["observation"][1]])
+    del plain["observation"][0]["encode"]
+    a, b = parse_spec(SINCOS_SPEC), parse_spec(plain)
+    assert "encode" not in b.layout()["observation"][0]  # specs without it keep the hashes they always had
+    assert a.hash != b.hash
+    assert layout_difference(a.layout(), b.layout()) == "observation[0].encode is None, expected 'sincos'"

@@ -149,7 +149,8 @@ def _plot(path: Path, spec: Any, trace: dict[str, list], records: list[dict[str,
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     t = np.asarray(trace["t"])
     qpos = np.asarray(trace["qpos"])
-    labels = [lbl for lbl in spec.obs_labels() if ".position[" in lbl] or [f"qpos[{i}]" for i in range(qpos.shape[1])]
+    labels = ([f"position[{n}]" for e in spec.observation if e.field == "position" for n in e.names]
+              or [f"qpos[{i}]" for i in range(qpos.shape[1])])
     for i in range(min(qpos.shape[1], len(labels))):
         axes[0].plot(t, qpos[:, i], label=labels[i])
     if spec.name.startswith("cartpole"):

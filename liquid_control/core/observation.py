@@ -14,12 +14,12 @@ from another machine's clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import isfinite
+from math import cos, isfinite, sin
 from typing import Any
 
 import numpy as np
 
-from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, ObsEntry, RobotSpec
+from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, SINCOS, ObsEntry, RobotSpec
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class _Block:
         self.offset = np.asarray(entry.offset, dtype=np.float64)
         self.attr_path = entry.field.split(".")
         self.index = np.asarray([int(n) for n in entry.names]) if entry.msg_type == FLOAT64_ARRAY else None
+        self.sincos = entry.encode == SINCOS
         # JointState name order can change between publishers; cache the lookup per name tuple.
         self._joint_index: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -76,6 +77,10 @@ class _Block:
             if not all(map(isfinite, raw)):
                 bad = e.names[next(k for k, v in enumerate(raw) if not isfinite(v))]
                 raise _BadMessage(f"non-finite value in {e.msg_type.split('/')[-1]}.{e.field}[{bad}]")
+            if self.sincos:
+                angles = [(r - o) * s for r, o, s in zip(raw, e.offset, e.scale)]
+                out[:] = [cos(a) for a in angles] + [sin(a) for a in angles]
+                return
             out[:] = raw
             out -= self.offset
             out *= self.scale

@@ -26,6 +26,8 @@ POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 TWIST = "geometry_msgs/msg/Twist"
 TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
+SINCOS = "sincos"
+ENCODINGS = (SINCOS,)
 
 # Which fields each supported message type offers, and which names address their elements.
 _VECTOR_AXES = ("x", "y", "z")
@@ -71,6 +73,10 @@ class ObsEntry:
 
     obs = (raw - offset) * scale, element-wise. `sim` says how the MuJoCo env reads the same quantity
     (joints need nothing: they are looked up by name; an IMU field names a sensor, a goal a site).
+
+    `encode: sincos` (joint positions only) replaces each angle v by (cos v, sin v): the block holds the
+    cosines of all its joints, then the sines, as Gymnasium's Reacher does. A continuous joint that winds
+    past +-pi then looks the same to the policy at v and v + 2 pi, and the input stays in [-1, 1].
     """
 
     topic: str
@@ -80,20 +86,34 @@ class ObsEntry:
     scale: tuple[float, ...]
     offset: tuple[float, ...]
     sim: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    encode: str | None = None  # None or "sincos"
 
     @property
     def size(self) -> int:
-        return len(self.names)
+        """Elements of the observation vector (twice the names under sincos)."""
+        return len(self.names) * (2 if self.encode == SINCOS else 1)
 
     @property
     def label(self) -> str:
         short = self.msg_type.split("/")[-1]
         return f"{short}.{self.field}[{','.join(self.names)}]"
 
+    def labels(self) -> list[str]:
+        """One label per observation element."""
+        short = self.msg_type.split("/")[-1]
+        plain = [f"{short}.{self.field}[{n}]" for n in self.names]
+        if self.encode == SINCOS:
+            return [f"cos({x})" for x in plain] + [f"sin({x})" for x in plain]
+        return plain
+
     def layout(self) -> dict[str, Any]:
-        """What a model depends on: not the topic (remapping is fine), but type, field, names, scaling."""
-        return {"type": self.msg_type, "field": self.field, "names": list(self.names),
-                "scale": list(self.scale), "offset": list(self.offset)}
+        """What a model depends on: not the topic (remapping is fine), but type, field, names, scaling.
+        `encode` only when set, so layouts (and hashes) of specs without it are what they always were."""
+        out = {"type": self.msg_type, "field": self.field, "names": list(self.names),
+               "scale": list(self.scale), "offset": list(self.offset)}
+        if self.encode is not None:
+            out["encode"] = self.encode
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,7 @@ class RobotSpec:
         return tuple(dict.fromkeys(e.topic for e in self.observation))
 
     def obs_labels(self) -> list[str]:
-        return [f"{e.msg_type.split('/')[-1]}.{e.field}[{n}]" for e in self.observation for n in e.names]
+        return [label for e in self.observation for label in e.labels()]
 
     def layout(self) -> dict[str, Any]:
         return {"observation": [e.layout() for e in self.observation], "action": self.action.layout()}
@@ -173,7 +193,7 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
     if len(eo) != len(ao):
         return f"observation has {len(ao)} entries, expected {len(eo)}"
     for i, (e, a) in enumerate(zip(eo, ao)):
-        for key in ("type", "field", "names", "scale", "offset"):
+        for key in ("type", "field", "names", "scale", "offset", "encode"):
             if e.get(key) != a.get(key):
                 return f"observation[{i}].{key} is {a.get(key)!r}, expected {e.get(key)!r}"
     ea, aa = expected.get("action", {}), actual.get("action", {})
@@ -210,11 +230,17 @@ def _parse_obs(i: int, raw: dict[str, Any]) -> ObsEntry:
         bad = [a for a in names if a not in allowed]
         if bad:
             raise SpecError(f"{where}: unknown axes {bad} for {fld}; choose from {list(allowed)}")
+    encode = raw.get("encode")
+    if encode is not None:
+        if encode not in ENCODINGS:
+            raise SpecError(f"{where}: unknown encode {encode!r}; choose one of {list(ENCODINGS)}")
+        if (msg_type, fld) != (JOINT_STATE, "position"):
+            raise SpecError(f"{where}: encode {encode!r} applies to JointState positions (angles) only")
     n = len(names)
     return ObsEntry(topic=str(topic), msg_type=msg_type, field=fld, names=names,
                     scale=_floats(raw.get("scale"), n, f"{where}.scale", 1.0),
                     offset=_floats(raw.get("offset"), n, f"{where}.offset", 0.0),
-                    sim=dict(raw.get("sim") or {}))
+                    sim=dict(raw.get("sim") or {}), encode=encode)
 
 
 def _parse_action(raw: dict[str, Any]) -> ActionSpec:

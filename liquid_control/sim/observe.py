@@ -21,7 +21,7 @@ import mujoco
 import numpy as np
 
 from liquid_control.core.errors import SpecError
-from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, ObsEntry, RobotSpec
+from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, SINCOS, ObsEntry, RobotSpec
 
 # The MjData arrays an observation can read, each addressed flat (2-D arrays are raveled views).
 SOURCES = ("qpos", "qvel", "qfrc_actuator", "sensordata", "site_xpos", "xpos")
@@ -106,17 +106,36 @@ class ObsReader:
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, spec: RobotSpec):
         self.model, self.data, self.spec = model, data, spec
         per_source: dict[str, tuple[list[int], list[int]]] = {}
-        self.entry_slices: list[slice] = []
-        pos = 0
+        self.entry_slices: list[slice] = []  # each entry's raw values (one per name)
+        # Encoded entries (sincos) give two observation elements per raw value: where each goes.
+        plain_dst: list[int] = []
+        plain_src: list[int] = []
+        angle_src: list[int] = []
+        cos_dst: list[int] = []
+        sin_dst: list[int] = []
+        pos = obs_pos = 0
         for i, entry in enumerate(spec.observation):
             where = f"observation[{i}] ({entry.label})"
             for k, (source, index) in enumerate(_entry_sources(model, entry, where)):
                 dst, src = per_source.setdefault(source, ([], []))
                 dst.append(pos + k)
                 src.append(index)
-            self.entry_slices.append(slice(pos, pos + entry.size))
-            pos += entry.size
-        self.size = pos
+            n = len(entry.names)
+            self.entry_slices.append(slice(pos, pos + n))
+            if entry.encode == SINCOS:
+                angle_src += range(pos, pos + n)
+                cos_dst += range(obs_pos, obs_pos + n)
+                sin_dst += range(obs_pos + n, obs_pos + 2 * n)
+            else:
+                plain_src += range(pos, pos + n)
+                plain_dst += range(obs_pos, obs_pos + n)
+            pos += n
+            obs_pos += entry.size
+        self.size = obs_pos
+        self._encoded = bool(angle_src)
+        self._plain = (np.asarray(plain_dst, np.intp), np.asarray(plain_src, np.intp))
+        self._angles = (np.asarray(angle_src, np.intp), np.asarray(cos_dst, np.intp), np.asarray(sin_dst, np.intp))
+        self._value = np.zeros(pos)
         self.sources = frozenset(per_source)
         self._copies = [_Copy(s, _as_slice(d), _as_slice(i)) for s, (d, i) in per_source.items()]
         # MjData's arrays are views into its own memory and never move: take the flat views once.
@@ -151,15 +170,23 @@ class ObsReader:
         return self.raw()[self.entry_slices[index]].copy()
 
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
-        """(raw - offset) * scale as a new float64 array (or into `out`). Does not refresh: see refresh()."""
+        """(raw - offset) * scale, then any sincos encoding, as a new float64 array (or into `out`).
+        Does not refresh: see refresh()."""
         raw = self.raw()
         if out is None:
             out = np.empty(self.size)
+        value = out if not self._encoded else self._value
         if self._identity:
-            out[:] = raw
+            value[:] = raw
         else:
-            np.subtract(raw, self.offset, out=out)
-            out *= self.scale
+            np.subtract(raw, self.offset, out=value)
+            value *= self.scale
+        if self._encoded:
+            dst, src = self._plain
+            out[dst] = value[src]
+            angle, cos_dst, sin_dst = self._angles
+            out[cos_dst] = np.cos(value[angle])
+            out[sin_dst] = np.sin(value[angle])
         return out
 
 
