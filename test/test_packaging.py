@@ -53,4 +53,4 @@ def test_readme_spec_example_parses():
 
     block = (ROOT / "README.md").read_text().split("```yaml\n")[1].split("```")[0]
     spec = parse_spec(yaml.safe_load(block))
-    assert (spec.obs_size, spec.action_size) == (7, 2)
+    assert (spec.obs_size, spec.action_size) == (9, 2)  # 2 angles as cos, sin + 3 gyro + 2 goal
