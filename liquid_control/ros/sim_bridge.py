@@ -28,6 +28,8 @@ logged at sim time (lockstep) or the node's clock (realtime).
 """
 from __future__ import annotations
 
+import array
+import gc
 import json
 import math
 import sys
@@ -86,6 +88,34 @@ class BridgeStats:
         return out
 
 
+class _TraceRecorder:
+    """The state trace of a run (sim time, stamp, qpos, qvel, command per published state), kept in flat
+    typed arrays while it runs: appending copies a few bytes, and the collector never walks them (lists of
+    per-tick lists cost a list each per tick, and gen-2 passes that grow with the run)."""
+
+    def __init__(self) -> None:
+        self.t, self.stamp_ns = array.array("d"), array.array("q")
+        self.rows = {"qpos": array.array("d"), "qvel": array.array("d"), "command": array.array("d")}
+        self._qpos, self._qvel, self._command = self.rows.values()
+
+    def add(self, t: float, stamp_ns: int, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray) -> None:
+        self.t.append(t)
+        self.stamp_ns.append(stamp_ns)
+        self._qpos.frombytes(qpos.tobytes())
+        self._qvel.frombytes(qvel.tobytes())
+        self._command.frombytes(command.tobytes())
+
+    def as_dict(self) -> dict[str, list]:
+        """{"t": [...], "stamp_ns": [...], "qpos": [[...], ...], "qvel": ..., "command": ...}; {} if empty."""
+        n = len(self.t)
+        if n == 0:
+            return {}
+        out: dict[str, list] = {"t": self.t.tolist(), "stamp_ns": self.stamp_ns.tolist()}
+        for name, flat in self.rows.items():
+            out[name] = np.frombuffer(flat, dtype=np.float64).reshape(n, len(flat) // n).tolist()
+        return out
+
+
 class _MessageFiller:
     """Fills one reusable message of a topic's type from a TopicReader's values."""
 
@@ -108,12 +138,13 @@ class _MessageFiller:
         elif t == POINT_STAMPED:
             self.msg.header.frame_id = str(spec.sim.get("world_frame", "world"))
         self.msg_type = t
+        self._stamp = self.msg.header.stamp if hasattr(self.msg, "header") else None  # the message's own field
 
     def fill(self, stamp_ns: int) -> Any:
         values = self.reader.read()
         msg = self.msg
-        if hasattr(msg, "header"):
-            set_stamp(msg.header.stamp, stamp_ns)
+        if self._stamp is not None:
+            set_stamp(self._stamp, stamp_ns)
         if self.msg_type == JOINT_STATE:
             msg.position = values["position"].tolist()
             msg.velocity = values["velocity"].tolist()
@@ -138,20 +169,21 @@ class _SubscriptionWaiter:
     def __init__(self, node: Node, sub: Any):
         from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
-        self.sub, self.context = sub, node.context
-        with self.context.handle:
-            self.wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
+        # The properties read once: each is a Python call per tick otherwise.
+        self.handle, self.msg_type, self.raw = sub.handle, sub.msg_type, sub.raw
+        self.context_handle = node.context.handle
+        with self.context_handle:
+            self.wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context_handle)
 
     def wait_take(self, timeout: float) -> Any:
-        """The next message, or None after `timeout` seconds without one."""
-        sub = self.sub
-        with sub.handle, self.context.handle:
-            info = sub.handle.take_message(sub.msg_type, sub.raw)  # already there: no wait
-            if info is None:
-                self.wait_set.clear_entities()
-                self.wait_set.add_subscription(sub.handle)
-                self.wait_set.wait(int(timeout * 1e9))
-                info = sub.handle.take_message(sub.msg_type, sub.raw)
+        """The next message, or None after `timeout` seconds without one. (No take before the wait: in
+        lockstep the answer is hardly ever there yet, and the wait returns at once when it is.)"""
+        handle, wait_set = self.handle, self.wait_set
+        with handle, self.context_handle:
+            wait_set.clear_entities()
+            wait_set.add_subscription(handle)
+            wait_set.wait(int(timeout * 1e9))
+            info = handle.take_message(self.msg_type, self.raw)
         return None if info is None else info[0]
 
 
@@ -254,6 +286,7 @@ class SimBridge(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
 
         self.stats = BridgeStats()
+        self._trace = _TraceRecorder()  # into stats.trace when the run ends
         self._lock = threading.Lock()
         self._bag = None
         self._now_ns = 0  # the time messages are logged at in the bag
@@ -268,7 +301,10 @@ class SimBridge(Node):
             self._renderer = FrameRenderer(self.env.model, width=480, height=360,
                                            camera=self.spec.sim.get("camera"))
             self._frame_every = max(1, int(round(1.0 / (float(g("video_fps")) * self.period))))
-        self._cmd_event = threading.Event()
+        # A command (good or bad) arrived since the last _take_command. Lockstep waits for it on the thread
+        # that handles commands (its own), so a plain flag does: no Event to set and clear per tick.
+        self._answered = False
+        self._zeros_cmd = np.zeros(self.spec.action_size)
         self._pending: np.ndarray | None = None  # newest valid command not yet applied
         self._reset_requested = False
         self._last_warn = -math.inf
@@ -307,19 +343,19 @@ class SimBridge(Node):
             self._bag_write(self.spec.action.topic, msg)
         try:
             cmd = decode_command(msg, self.spec.action)
-            if not np.isfinite(cmd).all():
+            if cmd.dot(self._zeros_cmd) != 0.0:  # NaN exactly when an element is NaN or inf (0 * inf)
                 raise SpecError(f"non-finite command {cmd.tolist()}")
         except SpecError as exc:
             with self._lock:
                 self.stats.commands_ignored += 1
             self._warn(f"ignored a command ({exc}); holding the last one "
                        f"({self.stats.commands_ignored} ignored so far)")
-            self._cmd_event.set()  # still an answer: lockstep advances, holding the last good command
+            self._answered = True  # still an answer: lockstep advances, holding the last good command
             return
         with self._lock:
             self._pending = cmd
             self.stats.commands += 1
-        self._cmd_event.set()
+            self._answered = True
 
     def _on_reset(self, request: Any, response: Any) -> Any:
         with self._lock:
@@ -331,7 +367,7 @@ class SimBridge(Node):
     def _take_command(self) -> bool:
         with self._lock:
             cmd, self._pending = self._pending, None
-            self._cmd_event.clear()
+            self._answered = False
             reset, self._reset_requested = self._reset_requested, False
         if reset:
             self.stats.resets += 1
@@ -380,12 +416,8 @@ class SimBridge(Node):
             self._frames.append(self._renderer.render(self.env.data))
 
     def _record(self) -> None:
-        trace = self.stats.trace
-        trace.setdefault("t", []).append(self.stats.sim_time)
-        trace.setdefault("stamp_ns", []).append(self._now_ns)
-        trace.setdefault("qpos", []).append(self.env.data.qpos.tolist())
-        trace.setdefault("qvel", []).append(self.env.data.qvel.tolist())
-        trace.setdefault("command", []).append(self.env.command.tolist())
+        data = self.env.data
+        self._trace.add(self.stats.sim_time, self._now_ns, data.qpos, data.qvel, self.env.command)
 
     def run(self, executor: SingleThreadedExecutor) -> BridgeStats:
         """Run until duration or stop. Realtime spins `executor` in a thread; lockstep spins it in this
@@ -401,6 +433,7 @@ class SimBridge(Node):
                 self._run_realtime()
         finally:
             self.stats.wall_time = time.monotonic() - self._wall0
+            self.stats.trace = self._trace.as_dict()
             self.stop.set()
             if spinner is not None:
                 spinner.join(timeout=2.0)
@@ -426,7 +459,7 @@ class SimBridge(Node):
         return self.stats
 
     def _done(self, elapsed: float) -> bool:
-        return self.stop.is_set() or not rclpy.ok() or (self.duration > 0 and elapsed >= self.duration - 1e-9)
+        return self.stop.is_set() or not self.context.ok() or (self.duration > 0 and elapsed >= self.duration - 1e-9)
 
     def _run_realtime(self) -> None:
         clock = self.get_clock()
@@ -458,19 +491,19 @@ class SimBridge(Node):
         """
         mono = time.monotonic
         end = mono() + timeout
-        event, waiter = self._cmd_event, self._waiter
-        while not event.is_set() and not self.stop.is_set():
+        wait_take, stop = self._waiter.wait_take, self.stop
+        while not self._answered and not stop.is_set():
             now = mono()
             left = end - now
             if left <= 0:
                 break
-            msg = waiter.wait_take(min(left, 0.05))
+            msg = wait_take(left if left < 0.05 else 0.05)
             if msg is not None:
                 self._on_command(msg)
-            if mono() - self._last_spin >= 0.05:
-                self._last_spin = mono()
+            if now - self._last_spin >= 0.05:
+                self._last_spin = now
                 executor.spin_once(timeout_sec=0)
-        return event.is_set()
+        return self._answered
 
     def _run_lockstep(self, executor: SingleThreadedExecutor) -> None:
         # Wait (bounded) until a controller is there to answer: its command publisher is matched.
@@ -534,6 +567,10 @@ def main(args: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: node.stop.set())
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # Everything allocated so far (modules, the node, MuJoCo's buffers) lives as long as the process: out of
+    # the collector's passes with it (a full pass took ~15-30 ms in the middle of a lockstep run).
+    gc.collect()
+    gc.freeze()
     try:
         node.run(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
