@@ -13,7 +13,8 @@ novel       cartpole_novel (joint positions only): CfC vs sb3 PPO MLP with the s
 timing      a CfC trained with dt randomization vs an LSTM (RecurrentPPO) trained on the same envs and budget,
             each evaluated at the nominal rate, +-30% period jitter, 0.5x and 2x the rate (timestep 0.004 s,
             so jittered periods are resolved finely); the loss of return relative to nominal.
-reacher     CfC on the reacher: mean return over 20 episodes (goal >= -5).
+reacher     CfC vs sb3 PPO MLP on the reacher, same observations, settings and budget (1.5M): mean return
+            over 20 and 100 episodes (goal >= -5).
 
 Each prints a table and writes JSON (default bench/results/train_<what>.json).
 """
@@ -55,7 +56,7 @@ def ours(robot: str, steps: int, seed: int, out: Path, cell: str = "cfc", n_step
 
 
 def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | None = None, lr: float = 3e-4,
-              n_steps: int = N_STEPS, batch: int = BATCH):
+              n_steps: int = N_STEPS, batch: int = BATCH, log_std_init: float = 0.0):
     """stable-baselines3 PPO (MLP 64x64) or sb3-contrib RecurrentPPO (LSTM 32), obs normalised as ours."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -68,7 +69,7 @@ def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | Non
     if kind == "mlp":
         from stable_baselines3 import PPO
 
-        return PPO("MlpPolicy", venv, **common)
+        return PPO("MlpPolicy", venv, policy_kwargs={"log_std_init": log_std_init}, **common)
     from sb3_contrib import RecurrentPPO
 
     return RecurrentPPO("MlpLstmPolicy", venv, policy_kwargs={"lstm_hidden_size": UNITS, "n_lstm_layers": 1},
@@ -255,15 +256,27 @@ def bench_timing(steps: int, seed: int, out: Path, dt_jitter: float, drop_prob: 
 def bench_reacher(steps: int, seed: int, out: Path) -> dict[str, Any]:
     from liquid_control.core.policy import Policy
 
-    tr = ours("reacher", steps, seed, out / "reacher_cfc", eval_every=20_000, eval_episodes=10)
+    # The shipped reacher.onnx settings (lr 3e-4, 8 envs x 256 steps, batch 512, initial log std -1.5) for
+    # both trainers; the same observations (joint angles as cos, sin; velocities; goal).
+    rows = []
+    tr = ours("reacher", steps, seed, out / "reacher_cfc", n_steps=256, batch=512, lr=3e-4, init_log_std=-1.5,
+              eval_every=20_000, eval_episodes=10)
     t0 = time.perf_counter()
     res = tr.train()
-    ev = run_episodes(Policy.load(res["artifact"]), "reacher", episodes=20)
-    row = {"trainer": "ours CfC-32", "budget": steps, "seconds": time.perf_counter() - t0,
-           "eval20_mean": ev["mean"], "eval20_std": ev["std"]}
-    print(f"\nreacher CfC: {ev['mean']:.2f} ± {ev['std']:.2f} over 20 episodes after {steps} steps "
-          f"({row['seconds']:.0f} s)")
-    return {"rows": [row]}
+    pols = [("ours CfC-32", Policy.load(res["artifact"]), time.perf_counter() - t0)]
+    m, secs = _train_sb3("mlp", "reacher", steps, seed, n_steps=256, batch=512, lr=3e-4, log_std_init=-1.5)
+    pols.append(("sb3 PPO MLP-64x64", SB3Policy(m), secs))
+    for name, pol, secs in pols:
+        ev = run_episodes(pol, "reacher", episodes=20)
+        ev100 = run_episodes(pol, "reacher", episodes=100)
+        rows.append({"trainer": name, "budget": steps, "seconds": secs, "eval20_mean": ev["mean"],
+                     "eval20_std": ev["std"], "eval100_mean": ev100["mean"], "eval100_std": ev100["std"]})
+    print(f"\nreacher, {steps} env steps each, lr 3e-4, 8 envs x 256 steps, batch 512; goal >= -5 (20 episodes)")
+    print(f"{'trainer':24s} {'20 episodes':>16s} {'100 episodes':>16s} {'train s':>8s}")
+    for r in rows:
+        print(f"{r['trainer']:24s} {r['eval20_mean']:>8.2f} ± {r['eval20_std']:<6.2f} "
+              f"{r['eval100_mean']:>8.2f} ± {r['eval100_std']:<6.2f} {r['seconds']:>8.0f}")
+    return {"rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         elif what == "timing":
             results[what] = bench_timing(args.steps or 200_000, args.seed, args.out, args.dt_jitter, args.drop_prob)
         elif what == "reacher":
-            results[what] = bench_reacher(args.steps or 300_000, args.seed, args.out)
+            results[what] = bench_reacher(args.steps or 1_500_000, args.seed, args.out)
         results[what]["wall_s"] = time.perf_counter() - t0
     path = args.json or ROOT / "bench" / "results" / f"train_{'_'.join(args.what)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
