@@ -216,17 +216,25 @@ class _SimTicker:
     """The control loop under use_sim_time, driven by the node's ROS clock (sim time).
 
     Sim time moves only when a /clock message arrives, and the executor thread is the one that handles
-    it: rclpy's TimeSource sets the clock, which calls our jump callback there. So the tick runs right
-    in that callback, on the executor thread, once sim time reaches the deadline. A loop thread woken
-    from the callback cost a wake-up and a GIL hand-over per tick: about 20 us at the median and
-    milliseconds in the tail on a loaded machine, most of a 500 Hz lockstep tick's wall time.
+    it: rclpy's TimeSource sets the clock from it. So the tick runs right there, on the executor thread,
+    once sim time reaches the deadline. A loop thread woken from the callback cost a wake-up and a GIL
+    hand-over per tick: about 20 us at the median and milliseconds in the tail on a loaded machine, most
+    of a 500 Hz lockstep tick's wall time.
+
+    How it hears of the new time: given the TimeSource's /clock subscription (`clock_sub`), it wraps that
+    subscription's callback: rclpy's own handler sets the clock, then the tick reads the time from the
+    message. Otherwise a jump callback on the clock does it, which costs a Python shim, a TimeJump and a
+    clock read per /clock on top (~10 us a tick in the lockstep loop). Same times either way: the clock
+    reads exactly the message's time once the handler has run, and a /clock that does not move the time
+    reaches no deadline.
 
     Deadlines are absolute in sim time (next = previous deadline + period); the first /clock starts the
     epoch, a deadline passed by a whole period or more is skipped and counted, and sim time going
     backwards (the simulation restarted) starts a new epoch.
     """
 
-    def __init__(self, clock: Clock, period_ns: int, tick: Any, overrun: Any, new_epoch: Any, died: Any):
+    def __init__(self, clock: Clock, period_ns: int, tick: Any, overrun: Any, new_epoch: Any, died: Any,
+                 clock_sub: Any = None):
         self._now_ns, self._period = clock_ns(clock), period_ns
         self._tick, self._overrun, self._new_epoch, self._died = tick, overrun, new_epoch, died
         self._last: int | None = None  # sim ns of the previous tick, or of the epoch's start
@@ -235,17 +243,30 @@ class _SimTicker:
         # node from another thread: the lock keeps a tick and close() apart either way.
         self._lock = threading.Lock()
         self._closed = False
-        self._handle = clock.create_jump_callback(
-            JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=Duration(nanoseconds=-1),
-                          on_clock_change=True),
-            post_callback=self._on_jump)
+        self._sub = self._set_time = self._handle = None
+        if clock_sub is not None and callable(getattr(clock_sub, "callback", None)):
+            self._sub, self._set_time = clock_sub, clock_sub.callback
+            clock_sub.callback = self._on_clock
+        else:
+            self._handle = clock.create_jump_callback(
+                JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=Duration(nanoseconds=-1),
+                              on_clock_change=True),
+                post_callback=self._on_jump)
+
+    def _on_clock(self, msg: Any) -> None:
+        self._set_time(msg)  # rclpy's TimeSource handler: the node's clock now reads msg.clock
+        stamp = msg.clock
+        self._on_time(stamp.sec * 1_000_000_000 + stamp.nanosec)
 
     def _on_jump(self, jump: Any) -> None:
+        self._on_time(self._now_ns())
+
+    def _on_time(self, now: int) -> None:
         with self._lock:
             if self._closed:
                 return
             try:
-                self._advance(self._now_ns())
+                self._advance(now)
             except Exception as exc:  # a bug must not leave the robot on its last command
                 self._closed = True
                 self._died(exc)
@@ -275,7 +296,10 @@ class _SimTicker:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        self._handle.unregister()
+        if self._sub is not None:
+            self._sub.callback = self._set_time
+        else:
+            self._handle.unregister()
 
 
 class LiquidController(LifecycleNode):
@@ -441,8 +465,11 @@ class LiquidController(LifecycleNode):
         self._activated_at = time.monotonic()
         self._stop.clear()
         if self.settings.use_sim_time:
+            # rclpy's TimeSource keeps its /clock subscription in private attributes: if a release renames
+            # them, the ticker falls back to a jump callback (same ticks, a little more work each).
+            clock_sub = getattr(getattr(self, "_time_source", None), "_clock_sub", None)
             self._ticker = _SimTicker(self.get_clock(), int(round(self.period * 1e9)), self._sim_tick,
-                                      self.stats.overrun, self._new_epoch, self._loop_died)
+                                      self.stats.overrun, self._new_epoch, self._loop_died, clock_sub)
         else:
             self._thread = threading.Thread(target=self._run_loop, name="liquid_control_loop", daemon=True)
             self._thread.start()
