@@ -412,7 +412,8 @@ class LiquidController(LifecycleNode):
         self._sensor_header_ns = 0
         self._publish_wall = 0.0
         self._clock_ns = clock_ns(self.get_clock())
-        self._loop_now = time.monotonic if not settings.use_sim_time else self._sim_now
+        sim_ns = self._clock_ns
+        self._loop_now = time.monotonic if not settings.use_sim_time else lambda: sim_ns() * 1e-9
         # A JointState command carries a stamp; Float64MultiArray and Twist have none to fill.
         self._stamp_command = self.encoder.msg_type == JOINT_STATE
         # Sensor-to-command latency compares wall time with the sensors' stamps: meaningless in sim time.
@@ -531,19 +532,17 @@ class LiquidController(LifecycleNode):
         self._cond = (diag.OK, "not configured")
 
     # ------------------------------------------------------------------------------- inputs
-    def _sim_now(self) -> float:
-        return self._clock_ns() * 1e-9
-
     def _sensor_callback(self, topic: str):
-        assembler, lock, now = self.assembler, self._lock, self._loop_now
+        update, lock, now = self.assembler.update, self._lock, self._loop_now
         log = self.get_logger()
+        stamped = "header" in message_class(self.assembler.msg_types[topic]).get_fields_and_field_types()
 
         def callback(msg: Any) -> None:
             with lock:
-                error = assembler.update(topic, msg, now())
-            header = getattr(msg, "header", None)
-            if header is not None:
-                self._sensor_header_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+                error = update(topic, msg, now())
+            if stamped:
+                stamp = msg.header.stamp
+                self._sensor_header_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
             if error is not None:
                 log.error(f"bad message on {topic}: {error}", throttle_duration_sec=1.0)
 

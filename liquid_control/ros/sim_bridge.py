@@ -54,6 +54,7 @@ from liquid_control.ros.qos import COMMAND_SUB_QOS
 NODE_NAME = "sim_bridge"
 MODES = ("realtime", "lockstep")
 PREROLL_WAIT_S = 0.02  # wall wait per pre-roll tick, before the controller's first command
+SPIN_EVERY_S = 0.1  # lockstep: wall seconds between executor spins (reset service, graph events)
 
 # Reliable publishers match both reliable and best-effort subscribers (the controller's are best effort);
 # depth 10 so that a recorder sees every sample.
@@ -487,7 +488,8 @@ class SimBridge(Node):
 
         The command subscription is waited on alone, on a wait set built once: an executor's spin_once
         rebuilds its wait set from every entity each call (~0.2 ms here), which would dominate a 500 Hz
-        lockstep tick. The executor still runs, between waits, for the reset service and graph events.
+        lockstep tick. The executor still runs, between waits, for the reset service and graph events:
+        every SPIN_EVERY_S wall seconds (one spin_once there costs ~0.3 ms, ~1 % of the loop at 50 ms).
         """
         mono = time.monotonic
         end = mono() + timeout
@@ -497,10 +499,10 @@ class SimBridge(Node):
             left = end - now
             if left <= 0:
                 break
-            msg = wait_take(left if left < 0.05 else 0.05)
+            msg = wait_take(left if left < SPIN_EVERY_S else SPIN_EVERY_S)
             if msg is not None:
                 self._on_command(msg)
-            if now - self._last_spin >= 0.05:
+            if now - self._last_spin >= SPIN_EVERY_S:
                 self._last_spin = now
                 executor.spin_once(timeout_sec=0)
         return self._answered
