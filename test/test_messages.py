@@ -51,3 +51,59 @@ def test_message_class_names():
         message_class("nonexistent_msgs/msg/Thing")
     with pytest.raises(SpecError, match="not a ROS message type name"):
         message_class("JointState")
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_float64_array_cdr_matches_rclpy_serialization_both_ways(n):
+    from rclpy.serialization import deserialize_message, serialize_message
+    from std_msgs.msg import Float64MultiArray
+
+    from liquid_control.ros.messages import Float64ArrayCdr
+
+    values = np.random.default_rng(n).normal(size=n) * 10.0 ** np.arange(n)
+    msg = Float64MultiArray(data=values.tolist())
+    ours, theirs = Float64ArrayCdr(n).encode(values.tolist()), serialize_message(msg)
+    # Same bytes except the 4 padding bytes before the doubles, which rclpy leaves uninitialised.
+    assert len(ours) == len(theirs) and ours[:16] == theirs[:16] and ours[20:] == theirs[20:]
+    assert list(deserialize_message(ours, Float64MultiArray).data) == values.tolist()
+    decoded = Float64ArrayCdr.decode(theirs)
+    assert decoded.dtype == np.float64 and decoded.tolist() == values.tolist()
+
+
+def test_float64_array_cdr_leaves_other_layouts_to_rclpy():
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+
+    from liquid_control.ros.messages import Float64ArrayCdr
+
+    msg = Float64MultiArray(data=[1.0, 2.0])
+    msg.layout.dim = [MultiArrayDimension(label="x", size=2, stride=2)]
+    assert Float64ArrayCdr.decode(serialize_message(msg)) is None  # a layout with dims
+    assert Float64ArrayCdr.decode(serialize_message(Float64MultiArray(data=[1.0]))[:-4]) is None  # truncated
+    assert Float64ArrayCdr.decode(b"\x00\x00\x00\x00" + bytes(24)) is None  # big-endian encapsulation
+
+
+def test_clock_cdr_matches_rclpy_serialization():
+    from rclpy.serialization import serialize_message
+    from rosgraph_msgs.msg import Clock
+
+    from liquid_control.ros.messages import ClockCdr, set_stamp
+
+    cdr = ClockCdr()
+    for ns in (0, 2_000_000, 12_345_678_901, 2**31 * 1_000_000_000 - 1):
+        msg = Clock()
+        set_stamp(msg.clock, ns)
+        assert cdr.encode(ns) == serialize_message(msg)
+
+
+def test_publishable_is_the_serialized_message_for_float64_arrays_and_the_message_otherwise():
+    from rclpy.serialization import deserialize_message
+    from std_msgs.msg import Float64MultiArray
+
+    enc = CommandEncoder(dataclasses.replace(BASE, msg_type=FLOAT64_ARRAY, names=("a", "b"), scale=(1.0,) * 2,
+                                             lower=(-9.0,) * 2, upper=(9.0,) * 2, safe=(0.0,) * 2))
+    data = enc.publishable(np.array([0.25, -3.5]))
+    assert list(deserialize_message(data, Float64MultiArray).data) == [0.25, -3.5]
+    enc = CommandEncoder(dataclasses.replace(BASE, msg_type=JOINT_STATE, names=("a",), scale=(1.0,),
+                                             lower=(-9.0,), upper=(9.0,), safe=(0.0,)))
+    assert enc.publishable(np.array([0.5]), stamp_ns=3) is enc.msg and list(enc.msg.effort) == [0.5]

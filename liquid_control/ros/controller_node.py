@@ -747,7 +747,7 @@ class LiquidController(LifecycleNode):
     def _publish_command(self, command: np.ndarray) -> None:
         if not self._pubs:
             return
-        msg = self.encoder.encode(command, self._clock_ns() if self._stamp_command else None)
+        msg = self.encoder.publishable(command, self._clock_ns() if self._stamp_command else None)
         self._publish_wall = time.time()
         self._cmd_pub.publish(msg)
 

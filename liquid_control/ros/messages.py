@@ -10,11 +10,14 @@ they are given, so the sequence field is assigned every call (one small copy, no
   geometry_msgs/Twist          each action name is an axis ('linear.x', 'angular.z', ...); others stay 0
 
 The inverse, a command message -> vector, is core's `decode_command` (the bag tools need it without rclpy).
+For the lockstep hot path, Float64ArrayCdr and ClockCdr pack (and unpack) those two fixed-layout messages
+as CDR bytes directly, which rclpy publishes and takes without building message objects.
 """
 from __future__ import annotations
 
 import array
 import importlib
+import struct
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,57 @@ def set_stamp(stamp: Any, ns: int) -> None:
     stamp.sec, stamp.nanosec = divmod(ns, 1_000_000_000)
 
 
+# --- hand-serialized messages for the lockstep hot path -------------------------------------------------
+# rclpy converts a message to C and serializes it on publish (~3-4 us), and builds a Python message object
+# from the bytes on take (~6 us for a Float64MultiArray: three nested objects). For the few fixed-layout
+# messages a lockstep tick exchanges, packing and unpacking the CDR bytes directly costs a fraction of that.
+# The layouts are plain CDR, little endian (XCDR1, what rmw_fastrtps and rosbag2 use), offsets counted
+# after the 4-byte encapsulation header; anything else falls back to rclpy's (de)serialization.
+CDR_LE = b"\x00\x01\x00\x00"
+
+
+class Float64ArrayCdr:
+    """std_msgs/Float64MultiArray with an empty layout and `n` values, as CDR bytes:
+    layout.dim count 0 (uint32), data_offset 0 (uint32), value count (uint32), 4 bytes of padding (doubles
+    align to 8), the values."""
+
+    HEAD = 20  # encapsulation + dim count + data_offset + count + padding
+
+    def __init__(self, n: int):
+        self.n = n
+        self._buf = bytearray(self.HEAD + 8 * n)
+        self._buf[:4] = CDR_LE
+        struct.pack_into("<III", self._buf, 4, 0, 0, n)
+        self._pack = struct.Struct(f"<{n}d").pack_into
+
+    def encode(self, values: Any) -> bytes:
+        """The serialized message carrying `values` (n numbers)."""
+        self._pack(self._buf, self.HEAD, *values)
+        return bytes(self._buf)
+
+    @classmethod
+    def decode(cls, data: bytes) -> np.ndarray | None:
+        """The values of a serialized Float64MultiArray with an empty layout (a new float64 array), or None
+        when the bytes are anything else (a layout with dims, another encoding, truncated): ask rclpy."""
+        if len(data) < cls.HEAD or data[:4] != CDR_LE:
+            return None
+        dims, _offset, n = struct.unpack_from("<III", data, 4)
+        if dims != 0 or len(data) < cls.HEAD + 8 * n:
+            return None
+        return np.frombuffer(data, dtype="<f8", count=n, offset=cls.HEAD).astype(np.float64)
+
+
+class ClockCdr:
+    """rosgraph_msgs/Clock as CDR bytes: sec (int32), nanosec (uint32)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray(CDR_LE + bytes(8))
+
+    def encode(self, ns: int) -> bytes:
+        struct.pack_into("<iI", self._buf, 4, *divmod(ns, 1_000_000_000))
+        return bytes(self._buf)
+
+
 class CommandEncoder:
     """Fills one reusable command message of the spec's type from a command vector."""
 
@@ -62,8 +116,10 @@ class CommandEncoder:
         n = action.size
         self._buf = array.array("d", bytes(8 * n))  # the message's sequence storage
         self._view = np.frombuffer(self._buf, dtype=np.float64)  # numpy view onto it: no copy
+        self._cdr = None
         if self.msg_type == FLOAT64_ARRAY:
             self.msg.data = self._buf
+            self._cdr = Float64ArrayCdr(n)
         elif self.msg_type == JOINT_STATE:
             self.msg.name = list(action.names)
             self.msg.effort = self._buf
@@ -71,6 +127,13 @@ class CommandEncoder:
             self._axes = [tuple(a.split(".")) for a in action.names]
         else:
             raise SpecError(f"unsupported command type {self.msg_type!r}")
+
+    def publishable(self, command: np.ndarray, stamp_ns: int | None = None) -> Any:
+        """What to hand to Publisher.publish for `command`: the serialized bytes where the layout is fixed
+        (Float64MultiArray: rclpy publishes bytes without converting a message), else `encode`'s message."""
+        if self._cdr is not None:
+            return self._cdr.encode(command.tolist())
+        return self.encode(command, stamp_ns)
 
     def encode(self, command: np.ndarray, stamp_ns: int | None = None) -> Any:
         """The message carrying `command` (the same object every call: publish it before the next)."""

@@ -44,10 +44,11 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
 
 from liquid_control.core.errors import LiquidControlError, SpecError
-from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
-from liquid_control.ros.messages import decode_command, message_class, set_stamp
+from liquid_control.core.spec import FLOAT64_ARRAY, IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
+from liquid_control.ros.messages import ClockCdr, Float64ArrayCdr, decode_command, message_class, set_stamp
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_SUB_QOS
 
@@ -275,11 +276,14 @@ class SimBridge(Node):
         if self.mode == "lockstep":
             from rosgraph_msgs.msg import Clock
 
-            self._clock_msg = Clock()
+            self._clock_cdr = ClockCdr()  # published as bytes: see liquid_control.ros.messages
             self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
         self.command_class = message_class(self.spec.action.msg_type)
+        # Commands are taken serialized (raw): a Float64MultiArray is unpacked from its bytes directly, which
+        # spares building three message objects per command; the bag gets the bytes as they came.
+        self._float64_command = self.spec.action.msg_type == FLOAT64_ARRAY
         self._command_sub = self.create_subscription(self.command_class, self.spec.action.topic,
-                                                     self._on_command, COMMAND_SUB_QOS)
+                                                     self._on_command, COMMAND_SUB_QOS, raw=True)
         self._waiter = _SubscriptionWaiter(self, self._command_sub)
         self._last_spin = 0.0
         from std_srvs.srv import Trigger
@@ -326,11 +330,10 @@ class SimBridge(Node):
         if self.mode == "lockstep":
             self._bag.add_topic("/clock", "rosgraph_msgs/msg/Clock")
 
-    def _bag_write(self, topic: str, msg: Any) -> None:
-        from rclpy.serialization import serialize_message
-
+    def _bag_write(self, topic: str, data: bytes) -> None:
+        """Log one serialized message at the current time."""
         with self._lock:  # the command callback may run on the executor thread (realtime)
-            self._bag.write(topic, self._now_ns, serialize_message(msg))
+            self._bag.write(topic, self._now_ns, data)
 
     # ------------------------------------------------------------------------------- callbacks
     def _warn(self, text: str) -> None:
@@ -339,11 +342,20 @@ class SimBridge(Node):
             self._last_warn = now
             self.get_logger().warning(text)
 
-    def _on_command(self, msg: Any) -> None:
+    def _decode_command(self, data: bytes) -> np.ndarray:
+        """A serialized command -> the command vector (SpecError if it does not fit the spec)."""
+        if self._float64_command:
+            cmd = Float64ArrayCdr.decode(data)
+            if cmd is not None and cmd.shape == self._zeros_cmd.shape:
+                return cmd
+        # Any other type, layout or size: rclpy's deserialization, and decode_command's checks and errors.
+        return decode_command(deserialize_message(data, self.command_class), self.spec.action)
+
+    def _on_command(self, data: bytes) -> None:
         if self._bag is not None:
-            self._bag_write(self.spec.action.topic, msg)
+            self._bag_write(self.spec.action.topic, data)
         try:
-            cmd = decode_command(msg, self.spec.action)
+            cmd = self._decode_command(data)
             if cmd.dot(self._zeros_cmd) != 0.0:  # NaN exactly when an element is NaN or inf (0 * inf)
                 raise SpecError(f"non-finite command {cmd.tolist()}")
         except SpecError as exc:
@@ -410,7 +422,7 @@ class SimBridge(Node):
         still hold it. Lockstep does this while the controller computes, off the tick's critical path."""
         if self._bag is not None:
             for filler, reader in zip(self.fillers, self.readers):
-                self._bag_write(reader.topic, filler.msg)
+                self._bag_write(reader.topic, serialize_message(filler.msg))
         if self.summary_path:
             self._record()
         if self._renderer is not None and self.stats.ticks % self._frame_every == 0:
@@ -549,11 +561,11 @@ class SimBridge(Node):
         """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there.
         The bookkeeping waits until both are out: it overlaps the controller's work instead of delaying it."""
         self._publish_sensors(clock_ns)
-        set_stamp(self._clock_msg.clock, clock_ns)
-        self.clock_pub.publish(self._clock_msg)
+        clock = self._clock_cdr.encode(clock_ns)
+        self.clock_pub.publish(clock)
         self._bookkeep()
         if self._bag is not None:
-            self._bag_write("/clock", self._clock_msg)
+            self._bag_write("/clock", clock)
 
 
 def main(args: list[str] | None = None) -> int:
