@@ -107,3 +107,24 @@ def test_publishable_is_the_serialized_message_for_float64_arrays_and_the_messag
     enc = CommandEncoder(dataclasses.replace(BASE, msg_type=JOINT_STATE, names=("a",), scale=(1.0,),
                                              lower=(-9.0,), upper=(9.0,), safe=(0.0,)))
     assert enc.publishable(np.array([0.5]), stamp_ns=3) is enc.msg and list(enc.msg.effort) == [0.5]
+
+
+@pytest.mark.parametrize("names, frame_id", [(["slider", "hinge"], ""), (["a"], "base_link"),
+                                             (["joint_0", "j1", "shoulder"], "w"), ([], "")])
+def test_joint_state_cdr_is_what_rclpy_reads_back(names, frame_id):
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import JointState
+
+    from liquid_control.ros.messages import JointStateCdr, set_stamp
+
+    position, velocity, effort = np.random.default_rng(len(names)).normal(size=(3, len(names)))
+    data = JointStateCdr(names, frame_id).encode(12_345_678_901, position, velocity, effort)
+    msg = deserialize_message(data, JointState)
+    assert list(msg.name) == names and msg.header.frame_id == frame_id
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 345_678_901)
+    assert list(msg.position) == position.tolist() and list(msg.velocity) == velocity.tolist()
+    assert list(msg.effort) == effort.tolist()
+    ref = JointState(name=names, position=position.tolist(), velocity=velocity.tolist(), effort=effort.tolist())
+    ref.header.frame_id = frame_id
+    set_stamp(ref.header.stamp, 12_345_678_901)
+    assert len(serialize_message(ref)) == len(data)

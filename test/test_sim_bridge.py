@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rclpy.serialization import deserialize_message
 
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.resources import share_dir
@@ -29,14 +30,22 @@ def test_messages_assemble_to_the_env_observation(robot):
     env.reset(seed=3)
     for _ in range(3):
         env.step(env.action_space.sample())
-    assembler = ObservationAssembler(env.robot_spec)
-    for topic in env.robot_spec.topics:
-        filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
-        assert assembler.update(topic, filler.fill(1_000), 1.0) is None
-    obs, fault = assembler.assemble(1.0)
-    assert fault is None
-    np.testing.assert_array_equal(obs, env.sim_state_observation())
-    assert np.any(obs != 0)
+    for published in (False, True):  # the filled message, and what the bridge publishes (bytes for a JointState)
+        assembler = ObservationAssembler(env.robot_spec)
+        for topic in env.robot_spec.topics:
+            filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+            msg = filler.fill(1_000)
+            if published:
+                sent = filler.publishable(1_000)
+                if isinstance(sent, bytes):
+                    assert filler.serialized() == sent
+                    msg = deserialize_message(sent, filler.msg_class)
+                    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 1_000)
+            assert assembler.update(topic, msg, 1.0) is None
+        obs, fault = assembler.assemble(1.0)
+        assert fault is None
+        np.testing.assert_array_equal(obs, env.sim_state_observation())
+        assert np.any(obs != 0)
 
 
 def test_new_robot_messages_and_twist_command(tmp_path):

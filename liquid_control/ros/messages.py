@@ -10,8 +10,8 @@ they are given, so the sequence field is assigned every call (one small copy, no
   geometry_msgs/Twist          each action name is an axis ('linear.x', 'angular.z', ...); others stay 0
 
 The inverse, a command message -> vector, is core's `decode_command` (the bag tools need it without rclpy).
-For the lockstep hot path, Float64ArrayCdr and ClockCdr pack (and unpack) those two fixed-layout messages
-as CDR bytes directly, which rclpy publishes and takes without building message objects.
+For the lockstep hot path, Float64ArrayCdr, ClockCdr and JointStateCdr pack (Float64ArrayCdr also unpacks)
+fixed-layout messages as CDR bytes directly, which rclpy publishes and takes without message objects.
 """
 from __future__ import annotations
 
@@ -102,6 +102,49 @@ class ClockCdr:
 
     def encode(self, ns: int) -> bytes:
         struct.pack_into("<iI", self._buf, 4, *divmod(ns, 1_000_000_000))
+        return bytes(self._buf)
+
+
+class JointStateCdr:
+    """sensor_msgs/JointState with a fixed frame_id and joint names, and one value per joint in position,
+    velocity and effort, as CDR bytes. The layout never changes, so the bytes are laid out once and each
+    message only writes the stamp and the values in place."""
+
+    def __init__(self, names: tuple[str, ...] | list[str], frame_id: str = ""):
+        body = bytearray()
+
+        def align(k: int) -> None:
+            body.extend(bytes(-len(body) % k))
+
+        def string(text: str) -> None:  # uint32 length with the NUL, the characters, NUL
+            raw = text.encode() + b"\0"
+            align(4)
+            body.extend(struct.pack("<I", len(raw)) + raw)
+
+        n = len(names)
+        body.extend(bytes(8))  # header.stamp: sec (int32), nanosec (uint32)
+        string(frame_id)
+        align(4)
+        body.extend(struct.pack("<I", n))
+        for name in names:
+            string(name)
+        offsets = []
+        for _ in range(3):  # position, velocity, effort: count, then the doubles aligned to 8
+            align(4)
+            body.extend(struct.pack("<I", n))
+            align(8)
+            offsets.append(len(CDR_LE) + len(body))
+            body.extend(bytes(8 * n))
+        self._buf = bytearray(CDR_LE + body)
+        self._position, self._velocity, self._effort = (
+            np.frombuffer(self._buf, dtype="<f8", count=n, offset=off) for off in offsets)
+
+    def encode(self, stamp_ns: int, position: Any, velocity: Any, effort: Any) -> bytes:
+        """The serialized message: `stamp_ns` in the header, n values in each array."""
+        struct.pack_into("<iI", self._buf, 4, *divmod(stamp_ns, 1_000_000_000))
+        self._position[:] = position
+        self._velocity[:] = velocity
+        self._effort[:] = effort
         return bytes(self._buf)
 
 

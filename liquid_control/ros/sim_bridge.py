@@ -48,7 +48,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 
 from liquid_control.core.errors import LiquidControlError, SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, IMU, JOINT_STATE, POINT_STAMPED, RobotSpec, load_spec
-from liquid_control.ros.messages import ClockCdr, Float64ArrayCdr, decode_command, message_class, set_stamp
+from liquid_control.ros.messages import (ClockCdr, Float64ArrayCdr, JointStateCdr, decode_command, message_class,
+                                         set_stamp)
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_SUB_QOS
 
@@ -128,6 +129,7 @@ class _MessageFiller:
         t = reader.msg_type
         if t == JOINT_STATE:
             self.msg.name = list(reader.joints)
+            self._cdr = JointStateCdr(reader.joints)
         elif t == IMU:
             self.msg.header.frame_id = str(spec.sim.get("imu_frame", "imu"))
             # REP 145 / sensor_msgs: covariance[0] = -1 marks a field the IMU does not provide.
@@ -141,6 +143,23 @@ class _MessageFiller:
             self.msg.header.frame_id = str(spec.sim.get("world_frame", "world"))
         self.msg_type = t
         self._stamp = self.msg.header.stamp if hasattr(self.msg, "header") else None  # the message's own field
+        self._last: Any = None  # what publishable() returned last
+
+    _cdr: JointStateCdr | None = None  # a JointState's fixed layout, packed directly
+
+    def publishable(self, stamp_ns: int) -> Any:
+        """What to hand to Publisher.publish: the serialized message for a JointState (packed in place, no
+        message object converted by rclpy), else the filled message."""
+        if self._cdr is not None:
+            values = self.reader.read()
+            self._last = self._cdr.encode(stamp_ns, values["position"], values["velocity"], values["effort"])
+        else:
+            self._last = self.fill(stamp_ns)
+        return self._last
+
+    def serialized(self) -> bytes:
+        """The bytes of what publishable() returned last (for the bag)."""
+        return self._last if isinstance(self._last, bytes) else serialize_message(self._last)
 
     def fill(self, stamp_ns: int) -> Any:
         values = self.reader.read()
@@ -415,14 +434,14 @@ class SimBridge(Node):
             self._mujoco.mj_kinematics(self.env.model, self.env.data)
         self._now_ns = stamp_ns
         for filler, pub in zip(self.fillers, self.pubs):
-            pub.publish(filler.fill(stamp_ns))
+            pub.publish(filler.publishable(stamp_ns))
 
     def _bookkeep(self) -> None:
         """What the run keeps of the state just published (bag, trace, video frame). The fillers' messages
         still hold it. Lockstep does this while the controller computes, off the tick's critical path."""
         if self._bag is not None:
             for filler, reader in zip(self.fillers, self.readers):
-                self._bag_write(reader.topic, serialize_message(filler.msg))
+                self._bag_write(reader.topic, filler.serialized())
         if self.summary_path:
             self._record()
         if self._renderer is not None and self.stats.ticks % self._frame_every == 0:
