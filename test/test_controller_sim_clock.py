@@ -181,3 +181,45 @@ def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
     assert len(after_reset) == 1 and after_reset[0].status == 0, [(r.time, r.status) for r in after_reset]
     assert next(r for r in recs if r.seq == after_reset[0].seq - 1).status == 0
     check_ramp_start(after_reset[0])
+
+
+def test_ticker_ticks_the_same_from_the_clock_subscription_and_from_a_jump_callback():
+    """The sim-time ticker hooks the TimeSource's /clock subscription callback; without it (an rclpy
+    that renames its internals) it falls back to a clock jump callback. Both see the same /clock
+    sequence (forward, a repeat, a skipped period, backwards) and must tick and count alike."""
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from liquid_control.ros.controller_node import _SimTicker
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        runs = {}
+        for hooked in (True, False):
+            node = rclpy.create_node(f"ticker_{int(hooked)}", context=context,
+                                     parameter_overrides=[Parameter("use_sim_time", value=True)])
+            sub = node._time_source._clock_sub  # what the executor calls with each /clock message
+            events = []
+            ticker = _SimTicker(node.get_clock(), 20_000_000, lambda *a: events.append(("tick", *a)),
+                                lambda n: events.append(("overrun", n)), lambda: events.append(("epoch",)),
+                                lambda exc: events.append(("died", repr(exc))), sub if hooked else None)
+            assert (sub.callback == ticker._on_clock) is hooked
+            for t_ns in (10_000_000, 20_000_000, 30_000_000, 30_000_000, 50_000_000, 120_000_000,
+                         60_000_000, 70_000_000, 80_000_000):
+                sub.callback(Clock(clock=_stamp(t_ns)))
+                assert node.get_clock().now().nanoseconds == t_ns
+            ticker.close()
+            sub.callback(Clock(clock=_stamp(200_000_000)))  # closed: no more ticks, the clock still follows
+            assert node.get_clock().now().nanoseconds == 200_000_000
+            runs[hooked] = events
+            node.destroy_node()
+        assert runs[True] == runs[False]
+        ticks = [e for e in runs[True] if e[0] == "tick"]
+        # ticks at 30 ms (first deadline: 10 + 20), 50, 120 (late 50 ms: two periods skipped), 80 (new epoch at 60)
+        assert [(t[1], t[2]) for t in ticks] == [(30_000_000, 20_000_000), (50_000_000, 20_000_000),
+                                                 (120_000_000, 70_000_000), (80_000_000, 20_000_000)]
+        assert ("overrun", 2) in runs[True] and ("epoch",) in runs[True]
+    finally:
+        rclpy.try_shutdown(context=context)
