@@ -9,6 +9,9 @@ command on a wait set built once (as the bridge does). The responder runs under 
 EventsExecutor: a best-effort JointState subscription, and a tick from the clock's jump callback that
 publishes a std_msgs/Float64MultiArray (reliable, depth 1) at each period boundary, as the node does.
 bench_sim.py runs it beside the real closed loop: the gap between the two is what our nodes add.
+Here every message goes through rclpy's message objects; the nodes pack and unpack the fixed-layout ones
+(JointState sensors, /clock, Float64MultiArray commands) as CDR bytes themselves (liquid_control.ros.
+messages), which is cheaper, so their loop is measured against a floor they do not share all of.
 """
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def test_publishable_is_the_serialized_message_for_float64_arrays_and_the_messag
 
 @pytest.mark.parametrize("names, frame_id", [(["slider", "hinge"], ""), (["a"], "base_link"),
                                              (["joint_0", "j1", "shoulder"], "w"), ([], "")])
-def test_joint_state_cdr_is_what_rclpy_reads_back(names, frame_id):
+def test_joint_state_cdr_both_ways_agrees_with_rclpy(names, frame_id):
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import JointState
 
@@ -124,7 +124,17 @@ def test_joint_state_cdr_is_what_rclpy_reads_back(names, frame_id):
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 345_678_901)
     assert list(msg.position) == position.tolist() and list(msg.velocity) == velocity.tolist()
     assert list(msg.effort) == effort.tolist()
-    ref = JointState(name=names, position=position.tolist(), velocity=velocity.tolist(), effort=effort.tolist())
-    ref.header.frame_id = frame_id
-    set_stamp(ref.header.stamp, 12_345_678_901)
-    assert len(serialize_message(ref)) == len(data)
+    # And back: rclpy's bytes (which may carry trailing padding) read as rclpy reads them, including
+    # arrays of other lengths than the names (empty ones have no alignment padding).
+    for sizes in ((len(names),) * 3, (len(names), 0, len(names)), (0, 2, 1)):
+        ref = JointState(name=names, position=position.tolist()[:sizes[0]] + [1.5] * (sizes[0] - len(names)),
+                         velocity=[0.25] * sizes[1], effort=effort.tolist()[:sizes[2]] + [-2.0] * (sizes[2] - len(names)))
+        ref.header.frame_id = frame_id
+        set_stamp(ref.header.stamp, 12_345_678_901)
+        view = JointStateCdr.decode(serialize_message(ref))
+        assert view.name == tuple(names) and view.header.frame_id == frame_id
+        assert (view.header.stamp.sec, view.header.stamp.nanosec) == (12, 345_678_901)
+        assert (list(view.position), list(view.velocity), list(view.effort)) == \
+            (list(ref.position), list(ref.velocity), list(ref.effort))
+    assert JointStateCdr.decode(b"\x00\x00\x00\x00" + data[4:]) is None  # big endian: rclpy's business
+    assert JointStateCdr.decode(data[:20]) is None  # truncated

@@ -17,8 +17,8 @@ diagnostics timer. The control loop:
     clock_nanosleep underneath) — an rclpy timer would fire from the same executor as a 1 kHz sensor
     flood and queue behind its callbacks;
   * use_sim_time: the same deadlines in sim time. Sim time only moves when the executor handles a
-    /clock message, so the tick runs right there, in a jump callback on the node's ROS clock, when
-    /clock reaches the deadline: no thread hand-off (a loop thread woken from that callback cost a
+    /clock message, so the tick runs right there, in that message's callback just after rclpy has set
+    the clock (see _SimTicker), when /clock reaches the deadline: no thread hand-off (a loop thread woken from that callback cost a
     wake-up and a GIL hand-over per tick, most of a 500 Hz lockstep tick). Before the tick it takes
     any sensor message that has arrived but not been handled yet, so the tick at sim time t sees the
     samples published before /clock t whatever order the executor would run the callbacks in.
@@ -68,6 +68,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.task import Future
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
 
@@ -76,7 +77,7 @@ from liquid_control.core.errors import LiquidControlError, StepError
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.spec import JOINT_STATE
 from liquid_control.ros import diagnostics as diag
-from liquid_control.ros.messages import CommandEncoder, message_class
+from liquid_control.ros.messages import CommandEncoder, JointStateCdr, message_class
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
@@ -302,6 +303,16 @@ class _SimTicker:
             self._handle.unregister()
 
 
+def _from_bytes(decode: Callable[[bytes], Any], cls: type, callback: Callable[[Any], None]) -> Callable[[bytes], None]:
+    """A raw subscription's callback: `decode` the bytes (None: rclpy deserializes them), then `callback`."""
+
+    def on_bytes(data: bytes) -> None:
+        msg = decode(data)
+        callback(deserialize_message(data, cls) if msg is None else msg)
+
+    return on_bytes
+
+
 class LiquidController(LifecycleNode):
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
@@ -432,7 +443,12 @@ class LiquidController(LifecycleNode):
         for topic in self.assembler.topics:
             cls = message_class(self.assembler.msg_types[topic])
             callback = self._sensor_callback(topic)
-            sub = self.create_subscription(cls, topic, callback, SENSOR_QOS)
+            # JointStates are taken serialized and read straight from their bytes (~3 us against ~10 us
+            # for rclpy's message object); other types, and bytes that do not parse, go through rclpy.
+            raw = self.assembler.msg_types[topic] == JOINT_STATE
+            if raw:
+                callback = _from_bytes(JointStateCdr.decode, cls, callback)
+            sub = self.create_subscription(cls, topic, callback, SENSOR_QOS, raw=raw)
             self._subs.append(sub)
             self._sensor_takes.append((sub.handle, sub.msg_type, sub.raw, callback))
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # diagnostics keep coming even if /clock stops
@@ -600,7 +616,7 @@ class LiquidController(LifecycleNode):
             deadline += period
 
     def _sim_tick(self, now_ns: int, dt_ns: int, late_ns: int) -> None:
-        """One sim-time tick (on the executor thread, from the clock's jump callback)."""
+        """One sim-time tick (on the executor thread, from the /clock callback)."""
         self._take_waiting_sensors()
         self._guarded_tick(now_ns * 1e-9, dt_ns * 1e-9, late_ns * 1e-9)
 

@@ -105,6 +105,32 @@ class ClockCdr:
         return bytes(self._buf)
 
 
+class _Stamp:
+    __slots__ = ("sec", "nanosec")
+
+    def __init__(self, sec: int, nanosec: int):
+        self.sec, self.nanosec = sec, nanosec
+
+
+class _Header:
+    __slots__ = ("stamp", "frame_id")
+
+    def __init__(self, stamp: _Stamp, frame_id: str):
+        self.stamp, self.frame_id = stamp, frame_id
+
+
+class JointStateView:
+    """A JointState's fields as JointStateCdr.decode read them (tuples of names and floats): what the
+    observation assembler and the controller read of a sensor message, without rclpy's message object."""
+
+    __slots__ = ("header", "name", "position", "velocity", "effort")
+
+    def __init__(self, sec: int, nanosec: int, frame_id: str, name: tuple[str, ...], position: tuple[float, ...],
+                 velocity: tuple[float, ...], effort: tuple[float, ...]):
+        self.header = _Header(_Stamp(sec, nanosec), frame_id)
+        self.name, self.position, self.velocity, self.effort = name, position, velocity, effort
+
+
 class JointStateCdr:
     """sensor_msgs/JointState with a fixed frame_id and joint names, and one value per joint in position,
     velocity and effort, as CDR bytes. The layout never changes, so the bytes are laid out once and each
@@ -129,15 +155,54 @@ class JointStateCdr:
         for name in names:
             string(name)
         offsets = []
-        for _ in range(3):  # position, velocity, effort: count, then the doubles aligned to 8
+        for _ in range(3):  # position, velocity, effort: count, then the doubles aligned to 8 (if any)
             align(4)
             body.extend(struct.pack("<I", n))
-            align(8)
+            if n:
+                align(8)
             offsets.append(len(CDR_LE) + len(body))
             body.extend(bytes(8 * n))
         self._buf = bytearray(CDR_LE + body)
         self._position, self._velocity, self._effort = (
             np.frombuffer(self._buf, dtype="<f8", count=n, offset=off) for off in offsets)
+
+    @staticmethod
+    def decode(data: bytes) -> "JointStateView | None":
+        """The fields of a serialized JointState, or None if the bytes are not plain little-endian CDR or do
+        not parse (then ask rclpy). Alignment is counted from the end of the encapsulation header; an empty
+        array has no padding before its (absent) values."""
+        if data[:4] != CDR_LE:
+            return None
+        unpack = struct.unpack_from
+        try:
+            sec, nanosec, flen = unpack("<iII", data, 4)
+            frame_id = data[16:15 + flen].decode() if flen else ""
+            pos = 16 + flen
+            pos += -pos % 4  # (body offset = pos - 4, and 4 divides 4)
+            (count,) = unpack("<I", data, pos)
+            pos += 4
+            names = []
+            for _ in range(count):
+                pos += -pos % 4
+                (length,) = unpack("<I", data, pos)
+                names.append(data[pos + 4:pos + 3 + length].decode())
+                pos += 4 + length
+            arrays = []
+            for _ in range(3):
+                pos += -pos % 4
+                (k,) = unpack("<I", data, pos)
+                pos += 4
+                if k:
+                    pos += -(pos - 4) % 8
+                    arrays.append(unpack(f"<{k}d", data, pos))
+                    pos += 8 * k
+                else:
+                    arrays.append(())
+        except (struct.error, UnicodeDecodeError, ValueError):
+            return None
+        if pos > len(data) or len(names) != count:
+            return None
+        return JointStateView(sec, nanosec, frame_id, tuple(names), *arrays)
 
     def encode(self, stamp_ns: int, position: Any, velocity: Any, effort: Any) -> bytes:
         """The serialized message: `stamp_ns` in the header, n values in each array."""
