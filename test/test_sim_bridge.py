@@ -165,8 +165,10 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     steps = np.diff(clocks)
     np.testing.assert_allclose(steps, 0.04, atol=1e-9)
     # the held command was the last good one (3.0 N... in actuator units: 1.0), never NaN
+    # (the trace has a state per /clock: the first, any pre-roll ones before the first answer, one per tick)
     cmds = np.array(result["trace"]["command"])
-    assert np.isfinite(cmds).all() and set(np.round(cmds[1:, 0], 9)) == {1.0}
+    assert len(cmds) == 1 + result["preroll_ticks"] + result["ticks"]
+    assert np.isfinite(cmds).all() and set(np.round(cmds[1 + result["preroll_ticks"]:, 0], 9)) == {1.0}
     assert np.isfinite(np.array(result["trace"]["qpos"])).all()
     assert states and states[-1].name == ["slider", "hinge"] and len(states[-1].effort) == 2
     # --record: a rosbag2 of sensors, commands (bad ones too: they were received) and /clock, at sim time

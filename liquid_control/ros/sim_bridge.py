@@ -437,8 +437,8 @@ class SimBridge(Node):
             pub.publish(filler.publishable(stamp_ns))
 
     def _bookkeep(self) -> None:
-        """What the run keeps of the state just published (bag, trace, video frame). The fillers' messages
-        still hold it. Lockstep does this while the controller computes, off the tick's critical path."""
+        """What the run keeps of the state just published (bag, trace, video frame). The fillers still hold
+        what they published. Lockstep does this while the controller computes, off the tick's critical path."""
         if self._bag is not None:
             for filler, reader in zip(self.fillers, self.readers):
                 self._bag_write(reader.topic, filler.serialized())
