@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from liquid_control.core.cdr import read_joint_state, tuple_floats
 from liquid_control.core.command import decode_command  # noqa: F401  (re-exported for the bridge)
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, ActionSpec
@@ -168,41 +169,12 @@ class JointStateCdr:
 
     @staticmethod
     def decode(data: bytes) -> "JointStateView | None":
-        """The fields of a serialized JointState, or None if the bytes are not plain little-endian CDR or do
-        not parse (then ask rclpy). Alignment is counted from the end of the encapsulation header; an empty
-        array has no padding before its (absent) values."""
-        if data[:4] != CDR_LE:
+        """The fields of a serialized JointState (core.cdr's reader, the one bag replay uses too), or None if
+        the bytes are not plain little-endian CDR or do not parse (then ask rclpy)."""
+        f = read_joint_state(data, tuple_floats)
+        if f is None:
             return None
-        unpack = struct.unpack_from
-        try:
-            sec, nanosec, flen = unpack("<iII", data, 4)
-            frame_id = data[16:15 + flen].decode() if flen else ""
-            pos = 16 + flen
-            pos += -pos % 4  # (body offset = pos - 4, and 4 divides 4)
-            (count,) = unpack("<I", data, pos)
-            pos += 4
-            names = []
-            for _ in range(count):
-                pos += -pos % 4
-                (length,) = unpack("<I", data, pos)
-                names.append(data[pos + 4:pos + 3 + length].decode())
-                pos += 4 + length
-            arrays = []
-            for _ in range(3):
-                pos += -pos % 4
-                (k,) = unpack("<I", data, pos)
-                pos += 4
-                if k:
-                    pos += -(pos - 4) % 8
-                    arrays.append(unpack(f"<{k}d", data, pos))
-                    pos += 8 * k
-                else:
-                    arrays.append(())
-        except (struct.error, UnicodeDecodeError, ValueError):
-            return None
-        if pos > len(data) or len(names) != count:
-            return None
-        return JointStateView(sec, nanosec, frame_id, tuple(names), *arrays)
+        return JointStateView(f.sec, f.nanosec, f.frame_id, tuple(f.name), f.position, f.velocity, f.effort)
 
     def encode(self, stamp_ns: int, position: Any, velocity: Any, effort: Any) -> bytes:
         """The serialized message: `stamp_ns` in the header, n values in each array."""
