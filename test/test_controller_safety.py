@@ -128,6 +128,84 @@ def test_hold_node_stops_on_estop_enable_and_deactivate_and_keeps_estop_across_l
     assert all(np.isfinite(m.data).all() for _, m in cmds.snapshot())
 
 
+def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
+    """A heartbeat e-stop: released while it keeps saying false, the safe value once it falls silent for
+    longer than estop_timeout, control again (with soft start) when it is heard again."""
+    import threading
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import Bool, Float64MultiArray
+
+    model = make_artifact(tmp_path / "m.onnx", seed=3)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"""liquid_controller:
+  ros__parameters:
+    robot: cartpole
+    model: {model}
+    rate_hz: 50.0
+    sensor_timeout: 0.5
+    soft_start: 0.0
+    autostart: true
+    estop_timeout: 0.3
+    step_debug: true
+    diagnostics_period: 0.2
+""")
+    argv = console_script("liquid-control", "run", "--params", str(params))
+    with Probe("heartbeat_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        estop = probe.publisher(Bool, "estop", 10)
+        stream = Streamer(probe)
+        stream.set("good")
+        beating = threading.Event()
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(0.05):  # 20 Hz, well inside the 0.3 s timeout
+                if beating.is_set():
+                    estop.publish(Bool(data=False))
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+
+        def recs_since(t: float) -> list:
+            return [parse_debug(m) for m in debug.since(t)]
+
+        def wait_status(status: int, n: int, since: float, what: str) -> list:
+            return probe.wait_for(lambda: (lambda rs: rs if sum(r.status == status for r in rs) >= n else None)(
+                recs_since(since)), 15.0, what, node)
+
+        try:
+            node.wait_for_output(r"active: commanding at 50 Hz", 30.0)
+            probe.wait_for_subscribers(estop, 15.0, "the e-stop subscription")
+            beating.set()
+            t = time.monotonic()
+            recs = wait_status(0, 20, t, "control while the heartbeat says false")
+            assert abs(recs[-1].command[0]) > 1e-6
+            t = time.monotonic()
+            wait_status(0, 20, t, "control that lasts while the heartbeat beats")
+            assert not any(r.status == 2 for r in recs_since(t)), "a live heartbeat engaged the e-stop"
+
+            beating.clear()  # the source dies without ever saying true
+            t = time.monotonic()
+            recs = wait_status(2, 5, t, "the safe value once the e-stop source is silent")
+            assert all(r.command.tolist() == SAFE for r in recs if r.status == 2)
+            probe.wait_for(lambda: any(diag_values(m)[0] == 1 and "e-stop source silent" in diag_values(m)[1]
+                                       and diag_values(m)[2]["estop"] == "true" for m in diags.since(t)),
+                           10.0, "WARN diagnostics naming the silent e-stop source", node)
+            node.wait_for_output(r"e-stop source silent for .* \(estop_timeout 0.3 s\)", 5.0)
+
+            beating.set()
+            t = time.monotonic()
+            wait_status(0, 10, t, "control once the e-stop source is heard again")
+            node.wait_for_output(r"e-stop source heard again", 5.0)
+        finally:
+            done.set()
+            beat.join(2.0)
+            stream.close()
+        assert node.stop() == 0
+
+
 def test_failed_autostart_exits_non_zero(tmp_path):
     """Without a lifecycle manager nobody would configure it again: a launcher must see the failure."""
     missing = tmp_path / "nope.onnx"

@@ -43,7 +43,8 @@ soft start. Stopping is different from riding out a bad sample: e-stop (std_msgs
 deactivate, shutdown, a dead loop and an internal error always publish the spec's safe value
 (`CommandPipeline.stop()`), whatever `safe_behaviour` says — holding a torque is not stopping.
 The e-stop subscription lives as long as the node (an e-stop sent while unconfigured is kept), and with
-`estop_required: true` the node starts engaged until an e-stop message says false. A tick whose dt is
+`estop_required: true` the node starts engaged until an e-stop message says false; with `estop_timeout`
+> 0 the e-stop source is a heartbeat, and silence longer than that counts as engaged. A tick whose dt is
 longer than max(sensor_timeout, 5 periods) (a forward jump in sim time, a long stall) is a restart: the
 hidden state is zeroed and the soft start begins again instead of stepping by the gap (counted in
 /diagnostics as restarts_large_dt); ~/reset restarts the soft start too.
@@ -149,6 +150,14 @@ PARAMS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "estop_required": (False, ParameterDescriptor(
         type=ParameterType.PARAMETER_BOOL, read_only=True,
         description="start with the e-stop engaged until the first e-stop message says false")),
+    # A heartbeat: an e-stop source that dies (cable, crashed process) after saying false is otherwise never
+    # noticed, since a silent topic looks like "still released". Measured on the monotonic wall clock in both
+    # time modes: the e-stop is a physical device, whatever clock the simulation runs.
+    "estop_timeout": (0.0, ParameterDescriptor(
+        type=ParameterType.PARAMETER_DOUBLE, read_only=True,
+        floating_point_range=[FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)],
+        description="seconds the e-stop source may stay silent before that counts as engaged (it must then "
+                    "publish its state periodically); 0 = no heartbeat expected")),
     "step_debug": (False, _descriptor(ParameterType.PARAMETER_BOOL,
                                       "publish ~/step_debug per tick: " + ", ".join(DEBUG_FIELDS)
                                       + ", obs, action, command")),
@@ -327,6 +336,9 @@ class LiquidController(LifecycleNode):
         self._stop = threading.Event()
         self._estop = bool(self.param("estop_required"))  # required: engaged until an e-stop says false
         self._estop_heard = False
+        self._estop_timeout = float(self.param("estop_timeout"))
+        self._estop_last = time.monotonic()  # the heartbeat's grace period starts with the node
+        self._estop_silent = False
         self._enabled = True
         self._restart_soft_start = False  # set by ~/reset (executor thread), consumed by the next tick
         self._log_times: dict[Any, float] = {}  # fault kind -> monotonic time it was last logged
@@ -565,10 +577,30 @@ class LiquidController(LifecycleNode):
         return callback
 
     def _on_estop(self, msg: Bool) -> None:
+        self._estop_last = time.monotonic()
         if bool(msg.data) != self._estop:
             self.get_logger().warning("e-stop ENGAGED: safe command" if msg.data else "e-stop released")
         self._estop = bool(msg.data)
         self._estop_heard = True
+
+    def _estop_engaged(self) -> str | None:
+        """Why the e-stop holds the robot now (a diagnostics reason), or None."""
+        if self._estop:
+            return "e-stop engaged" if self._estop_heard else \
+                "e-stop engaged (estop_required: no e-stop message received yet)"
+        if self._estop_timeout > 0.0:
+            silent_for = time.monotonic() - self._estop_last
+            silent = silent_for > self._estop_timeout
+            if silent != self._estop_silent:
+                self._estop_silent = silent
+                if silent:
+                    self.get_logger().warning(f"e-stop source silent for {silent_for:.2f} s (estop_timeout "
+                                              f"{self._estop_timeout:g} s): safe command until it is heard again")
+                else:
+                    self.get_logger().info("e-stop source heard again")
+            if silent:
+                return f"e-stop source silent for {silent_for:.2f} s (estop_timeout {self._estop_timeout:g} s)"
+        return None
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.policy is None:
@@ -688,12 +720,9 @@ class LiquidController(LifecycleNode):
             self.get_logger().warning(f"dt {dt:.3f} s exceeds {self._max_dt:.3f} s (sim time jumped or the loop "
                                       "stalled): hidden state reset, soft start", throttle_duration_sec=2.0)
             dt = self.period  # the fresh state steps by one period: there is no history to integrate over
-        if self._estop or not self._enabled:
-            status, reason = SAFE_STOP, "disabled through ~/enable"
-            if self._estop:
-                reason = "e-stop engaged" if self._estop_heard else \
-                    "e-stop engaged (estop_required: no e-stop message received yet)"
-            level = diag.WARN
+        estop = self._estop_engaged() if (self._estop or self._estop_timeout) else None
+        if estop is not None or not self._enabled:
+            status, reason, level = SAFE_STOP, estop or "disabled through ~/enable", diag.WARN
         elif fault is not None:
             status, reason = SAFE_FAULT, str(fault)
             level = diag.ERROR if fault.kind == "invalid" else diag.STALE
@@ -797,7 +826,7 @@ class LiquidController(LifecycleNode):
             "state": "active" if active else "inactive",
             "target_rate_hz": f"{self.settings.rate_hz:g}",
             "clock": "sim" if self.settings.use_sim_time else "wall",
-            "estop": str(self._estop).lower(),
+            "estop": str(self._estop or self._estop_silent).lower(),
             "enabled": str(self._enabled).lower(),
             "soft_start_factor": f"{self.pipeline.ramp:.3f}",
             "model": str(self.settings.model),
