@@ -244,10 +244,12 @@ class SpecEnv(gym.Env):
             c = np.asarray(command, dtype=np.float64)
         except (TypeError, ValueError):
             c = None
-        if c is None or c.size != self._n_act or not np.isfinite(c).all():
+        # A few actuators: checking Python floats beats np.isfinite's temporary array (every lockstep tick).
+        if c is None or c.size != self._n_act or not all(map(math.isfinite, c.reshape(self._n_act).tolist())):
             self._reject(command, what="a command")
             return False
-        np.clip(c.reshape(self._n_act), self._lower, self._upper, out=self._command)
+        np.minimum(c.reshape(self._n_act), self._upper, out=self._command)
+        np.maximum(self._command, self._lower, out=self._command)
         self._write_ctrl()
         return True
 
