@@ -7,7 +7,7 @@ throughput  env steps per second of the whole training loop (rollout + update) o
             SyncVectorEnv, 128 steps per env and update, 10 epochs, minibatches of 256 samples, 32 hidden
             units: ours (CfC, LTC) vs stable-baselines3 PPO (MLP 64x64) vs sb3-contrib RecurrentPPO (LSTM 32).
             Rounds alternate between trainers so load changes on a shared machine hit them alike.
-cartpole    CfC on full state: first step at which the deterministic eval reaches >= 950 (budget 100k).
+cartpole    CfC and LTC on full state: first step at which the deterministic eval reaches >= 950 (budget 100k).
 novel       cartpole_novel (joint positions only): CfC vs sb3 PPO MLP with the same observations and budget
             (300k): memory, measured. Both evaluated over 20 episodes by the same loop.
 timing      a CfC trained with dt randomization vs an LSTM (RecurrentPPO) trained on the same envs and budget,
@@ -176,18 +176,24 @@ def first_step_reaching(csv_path: Path, threshold: float) -> int | None:
 
 
 def bench_cartpole(steps: int, seed: int, out: Path) -> dict[str, Any]:
-    tr = ours("cartpole", steps, seed, out / "cartpole_cfc", eval_every=10_000, eval_episodes=5)
-    t0 = time.perf_counter()
-    res = tr.train()
     from liquid_control.core.policy import Policy
 
-    ev = run_episodes(Policy.load(res["artifact"]), "cartpole", episodes=20)
-    row = {"robot": "cartpole", "trainer": "ours CfC-32", "budget": steps, "seconds": time.perf_counter() - t0,
-           "first_step_eval_ge_950": first_step_reaching(out / "cartpole_cfc" / "metrics.csv", 950),
-           "eval20_mean": ev["mean"], "eval20_std": ev["std"]}
-    print(f"\ncartpole CfC: first eval >= 950 at step {row['first_step_eval_ge_950']} (budget {steps}); "
-          f"exported policy {ev['mean']:.1f} ± {ev['std']:.1f} over 20 episodes; {row['seconds']:.0f} s")
-    return {"rows": [row]}
+    rows = []
+    for cell in ("cfc", "ltc"):  # the same trainer and settings for both liquid cells
+        tr = ours("cartpole", steps, seed, out / f"cartpole_{cell}", cell=cell, eval_every=10_000, eval_episodes=5)
+        t0 = time.perf_counter()
+        res = tr.train()
+        ev = run_episodes(Policy.load(res["artifact"]), "cartpole", episodes=20)
+        rows.append({"robot": "cartpole", "trainer": f"ours {cell.upper()}-{UNITS}", "budget": steps,
+                     "seconds": time.perf_counter() - t0,
+                     "first_step_eval_ge_950": first_step_reaching(out / f"cartpole_{cell}" / "metrics.csv", 950),
+                     "eval20_mean": ev["mean"], "eval20_std": ev["std"]})
+    print(f"\ncartpole (full state), budget {steps} env steps, 8 envs x {N_STEPS} steps, lr {PPOConfig.lr:g}")
+    print(f"{'trainer':14s} {'first eval >= 950':>18s} {'exported (20 ep.)':>18s} {'train s':>8s}")
+    for r in rows:
+        print(f"{r['trainer']:14s} {str(r['first_step_eval_ge_950']):>18s} "
+              f"{r['eval20_mean']:>9.1f} ± {r['eval20_std']:<6.1f} {r['seconds']:>8.0f}")
+    return {"rows": rows}
 
 
 def _train_sb3(kind: str, robot: str, steps: int, seed: int, env_kwargs: dict[str, Any] | None = None, **kw: Any):
