@@ -335,3 +335,24 @@ def test_a_flapping_sensor_does_not_flood_the_log(ctl):
     # 3 s of flapping (plus the last recovery): once at the start, once ~2 s later, at most once more.
     assert 1 <= errors <= 3, f"{errors} error lines for {flips} flips"
     assert 1 <= resumes <= 3, f"{resumes} resume lines for {flips} flips"
+
+
+def test_undecodable_sensor_bytes_are_dropped_and_control_goes_on(ctl):
+    """JointStates are taken as raw bytes: bytes that are no JointState at all (truncated, a wrong type on
+    the topic) are dropped with an error line, as rmw drops them on a typed subscription; the node keeps
+    controlling on the good stream and stays alive."""
+    from sensor_msgs.msg import JointState
+
+    ctl.good_and_running()
+    raw = ctl.probe.publisher(JointState, "joint_states", 10)
+    ctl.probe.wait_for_subscribers(raw, 10.0, "the controller's joint_states subscription")
+    truncated = b"\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00ab"
+    t = time.monotonic()
+    for _ in range(5):
+        raw.publish(truncated)
+        time.sleep(0.02)
+    ctl.node.wait_for_output(r"bad message on joint_states: 20 bytes that are not a JointState .*dropped", 5.0)
+    recs = ctl.wait_records(lambda rs: sum(r.status == 0 for r in rs) >= 25, 10.0, "control after the bad bytes", t)
+    assert ctl.node.proc.poll() is None, "the controller died on undecodable bytes"
+    assert sum(r.status != 0 for r in recs) <= 1, "undecodable bytes disturbed control"
+    ctl.good_and_running()

@@ -129,8 +129,8 @@ def test_hold_node_stops_on_estop_enable_and_deactivate_and_keeps_estop_across_l
 
 
 def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
-    """A heartbeat e-stop: released while it keeps saying false, the safe value once it falls silent for
-    longer than estop_timeout, control again (with soft start) when it is heard again."""
+    """A heartbeat e-stop: the safe value until the source is first heard, released while it keeps saying
+    false, the safe value once it falls silent for longer than estop_timeout, control again when heard."""
     import threading
 
     from diagnostic_msgs.msg import DiagnosticArray
@@ -178,6 +178,12 @@ def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
         try:
             node.wait_for_output(r"active: commanding at 50 Hz", 30.0)
             probe.wait_for_subscribers(estop, 15.0, "the e-stop subscription")
+            # Never heard yet: a source dead at boot holds the robot (no grace period).
+            t = time.monotonic()
+            recs = wait_status(2, 5, t, "the safe value before the e-stop source is first heard")
+            assert not any(r.status == 0 for r in recs)
+            probe.wait_for(lambda: any(diag_values(m)[0] == 1 and "e-stop source not heard yet" in diag_values(m)[1]
+                                       for m in diags.since(t)), 10.0, "WARN diagnostics: source not heard", node)
             beating.set()
             t = time.monotonic()
             recs = wait_status(0, 20, t, "control while the heartbeat says false")
@@ -198,7 +204,7 @@ def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
             beating.set()
             t = time.monotonic()
             wait_status(0, 10, t, "control once the e-stop source is heard again")
-            node.wait_for_output(r"e-stop source heard again", 5.0)
+            node.wait_for_output(r"e-stop source heard: within estop_timeout again", 5.0)
         finally:
             done.set()
             beat.join(2.0)

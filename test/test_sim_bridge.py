@@ -143,15 +143,18 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
         ros_node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec + 1e-9 * m.clock.nanosec), 10)
         reset = ros_node.create_client(Trigger, "/sim_bridge/reset")
         assert _spin_until(ros_node, lambda: len(clocks) > 0, 20), (tmp_path / "bridge.log").read_text()
-        # Answer each /clock with a command: good, NaN, wrong size, good ...; 10 periods of 0.04 s in all.
-        commands = [[1.0], [float("nan")], [1.0, 2.0]] + [[1.0]] * 12
+        # Answer each /clock with a command: good, NaN, wrong size, bytes that are no Float64MultiArray (they
+        # are answers too, ignored), good ...; 10 periods of 0.04 s in all.
+        garbage = b"\x00\x01\x00\x00\x05\x00\x00\x00\x01"
+        commands = [[1.0], [float("nan")], [1.0, 2.0], garbage] + [[1.0]] * 11
         answered = 0
         while bridge.poll() is None and answered < len(commands):
             n = len(clocks)
             if answered == 4:
                 fut = reset.call_async(Trigger.Request())
                 assert _spin_until(ros_node, fut.done, 10) and fut.result().success
-            pub.publish(Float64MultiArray(data=commands[answered]))
+            c = commands[answered]
+            pub.publish(c if isinstance(c, bytes) else Float64MultiArray(data=c))
             answered += 1
             _spin_until(ros_node, lambda: len(clocks) > n or bridge.poll() is not None, 10)
         assert bridge.wait(timeout=20) == 0, (tmp_path / "bridge.log").read_text()
@@ -160,7 +163,7 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     result = json.loads(summary.read_text())
     assert result["sim_time"] == pytest.approx(0.4)
     assert result["ticks"] == 10 and result["command_timeouts"] == 0
-    assert result["commands_ignored"] == 2 and result["resets"] == 1
+    assert result["commands_ignored"] == 3 and result["resets"] == 1
     # /clock advanced by exactly one period per answered tick
     steps = np.diff(clocks)
     np.testing.assert_allclose(steps, 0.04, atol=1e-9)
@@ -175,10 +178,13 @@ def test_lockstep_steps_per_command_and_ignores_bad_ones(ros_node, tmp_path):
     from liquid_control.bags.io import BagReader
 
     counts: dict[str, int] = {}
-    for m in BagReader(bag).messages():
+    reader = BagReader(bag)
+    for m in reader.messages():
         counts[m.topic] = counts.get(m.topic, 0) + 1
     assert counts["/joint_states"] == counts["/clock"] == result["ticks"] + 1 + result["preroll_ticks"]
-    assert counts["/effort_controller/commands"] >= 10
+    # the undecodable bytes were recorded as received; reading the bag skips them and says so
+    assert counts["/effort_controller/commands"] >= 9
+    assert [(t, n) for (t, _r), n in reader.stats.skipped.items()] == [("/effort_controller/commands", 1)]
 
 
 def test_closed_loop_with_the_controller_keeps_the_pole_up(ros_node, tmp_path):

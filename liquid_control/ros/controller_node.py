@@ -157,7 +157,8 @@ PARAMS: dict[str, tuple[Any, ParameterDescriptor]] = {
         type=ParameterType.PARAMETER_DOUBLE, read_only=True,
         floating_point_range=[FloatingPointRange(from_value=0.0, to_value=60.0, step=0.0)],
         description="seconds the e-stop source may stay silent before that counts as engaged (it must then "
-                    "publish its state periodically); 0 = no heartbeat expected")),
+                    "publish its state periodically, and nothing moves until it is first heard); 0 = no "
+                    "heartbeat expected")),
     "step_debug": (False, _descriptor(ParameterType.PARAMETER_BOOL,
                                       "publish ~/step_debug per tick: " + ", ".join(DEBUG_FIELDS)
                                       + ", obs, action, command")),
@@ -312,12 +313,24 @@ class _SimTicker:
             self._handle.unregister()
 
 
-def _from_bytes(decode: Callable[[bytes], Any], cls: type, callback: Callable[[Any], None]) -> Callable[[bytes], None]:
-    """A raw subscription's callback: `decode` the bytes (None: rclpy deserializes them), then `callback`."""
+def _from_bytes(decode: Callable[[bytes], Any], cls: type, callback: Callable[[Any], None],
+                reject: Callable[[str], None]) -> Callable[[bytes], None]:
+    """A raw subscription's callback: `decode` the bytes (None: rclpy deserializes them), then `callback`.
+
+    Bytes that rclpy cannot deserialize either go to `reject` and are dropped, as rmw drops them on a typed
+    subscription: one corrupt sample (or a buggy publisher) must not take the controller down. If the sensor
+    itself only sends such bytes, its topic goes stale and the stale-sensor safety takes over.
+    """
 
     def on_bytes(data: bytes) -> None:
         msg = decode(data)
-        callback(deserialize_message(data, cls) if msg is None else msg)
+        if msg is None:
+            try:
+                msg = deserialize_message(data, cls)
+            except RuntimeError as exc:  # rclpy's RMWError: not a message of this type
+                reject(f"{len(data)} bytes that are not a {cls.__name__} ({str(exc).split(':')[0]}); dropped")
+                return
+        callback(msg)
 
     return on_bytes
 
@@ -337,7 +350,7 @@ class LiquidController(LifecycleNode):
         self._estop = bool(self.param("estop_required"))  # required: engaged until an e-stop says false
         self._estop_heard = False
         self._estop_timeout = float(self.param("estop_timeout"))
-        self._estop_last = time.monotonic()  # the heartbeat's grace period starts with the node
+        self._estop_last = -math.inf  # a heartbeat source is silent until first heard: no grace at start-up
         self._estop_silent = False
         self._enabled = True
         self._restart_soft_start = False  # set by ~/reset (executor thread), consumed by the next tick
@@ -459,7 +472,7 @@ class LiquidController(LifecycleNode):
             # for rclpy's message object); other types, and bytes that do not parse, go through rclpy.
             raw = self.assembler.msg_types[topic] == JOINT_STATE
             if raw:
-                callback = _from_bytes(JointStateCdr.decode, cls, callback)
+                callback = _from_bytes(JointStateCdr.decode, cls, callback, self._undecodable(topic))
             sub = self.create_subscription(cls, topic, callback, SENSOR_QOS, raw=raw)
             self._subs.append(sub)
             self._sensor_takes.append((sub.handle, sub.msg_type, sub.raw, callback))
@@ -576,6 +589,14 @@ class LiquidController(LifecycleNode):
 
         return callback
 
+    def _undecodable(self, topic: str) -> Callable[[str], None]:
+        log = self.get_logger()
+
+        def reject(reason: str) -> None:
+            log.error(f"bad message on {topic}: {reason}", throttle_duration_sec=1.0)
+
+        return reject
+
     def _on_estop(self, msg: Bool) -> None:
         self._estop_last = time.monotonic()
         if bool(msg.data) != self._estop:
@@ -593,12 +614,16 @@ class LiquidController(LifecycleNode):
             silent = silent_for > self._estop_timeout
             if silent != self._estop_silent:
                 self._estop_silent = silent
-                if silent:
+                if silent and not self._estop_heard:
+                    self.get_logger().warning("estop_timeout: safe command until the e-stop source is heard")
+                elif silent:
                     self.get_logger().warning(f"e-stop source silent for {silent_for:.2f} s (estop_timeout "
                                               f"{self._estop_timeout:g} s): safe command until it is heard again")
                 else:
-                    self.get_logger().info("e-stop source heard again")
+                    self.get_logger().info("e-stop source heard: within estop_timeout again")
             if silent:
+                if not self._estop_heard:  # a source dead at boot must not let the robot move
+                    return f"e-stop source not heard yet (estop_timeout {self._estop_timeout:g} s)"
                 return f"e-stop source silent for {silent_for:.2f} s (estop_timeout {self._estop_timeout:g} s)"
         return None
 

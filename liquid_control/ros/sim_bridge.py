@@ -368,7 +368,12 @@ class SimBridge(Node):
             if cmd is not None and cmd.shape == self._zeros_cmd.shape:
                 return cmd
         # Any other type, layout or size: rclpy's deserialization, and decode_command's checks and errors.
-        return decode_command(deserialize_message(data, self.command_class), self.spec.action)
+        try:
+            msg = deserialize_message(data, self.command_class)
+        except RuntimeError as exc:  # rclpy's RMWError: bytes that are not a message of this type
+            raise SpecError(f"{len(data)} bytes that are not a {self.command_class.__name__} "
+                            f"({str(exc).split(':')[0]})") from None
+        return decode_command(msg, self.spec.action)
 
     def _on_command(self, data: bytes) -> None:
         if self._bag is not None:
