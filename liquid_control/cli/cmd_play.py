@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wait up to S seconds for a subscriber on every played topic (0: do not wait)")
     p.add_argument("--min-subscribers", type=int, default=1, metavar="N",
                    help="wait for N subscribers on every played topic (e.g. 2: a controller and a recorder)")
+    p.add_argument("--delay", type=float, default=0.2, metavar="S",
+                   help="seconds between finding the subscribers and the first message (readers finish matching)")
     p.add_argument("--recover", action="store_true", help="play a truncated or damaged bag up to the damage")
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                           topics=tuple(args.topics) if args.topics else None, remap=parse_remaps(args.remap),
                           start_offset=args.start_offset, duration=args.duration,
                           wait_for_subscribers=args.wait_for_subscribers, min_subscribers=args.min_subscribers,
-                          recover=args.recover)
+                          recover=args.recover, delay=args.delay)
     try:
         result = play(args.bag, options)
     except KeyboardInterrupt:

@@ -41,6 +41,10 @@ class PlayOptions:
     duration: float | None = None
     wait_for_subscribers: float = 10.0  # seconds; 0: start at once
     min_subscribers: int = 1  # per played topic (e.g. 2: the controller and a recorder)
+    # After the subscribers are seen, before the first message: discovery is not symmetric, and a reader can
+    # learn of our writer a moment after our writer has matched it; what is published in between is lost on
+    # best-effort topics (rosbag2's `ros2 bag play --delay` answers the same problem).
+    delay: float = 0.2
     recover: bool = False
 
 
@@ -119,6 +123,8 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
             clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)) \
                 if options.clock else None
             _wait_for_subscribers(pubs, clock_pub, options, stop, result)
+            if options.delay > 0:
+                stop.wait(options.delay)
             for s in result.skipped_topics:
                 log(f"not playing {s}")
             start_ns = bag.start_ns + int(round(options.start_offset * 1e9))
