@@ -6,6 +6,7 @@ runs from the /clock callback, and must still see the sensor sample sent just be
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -18,34 +19,54 @@ RATE = 50.0  # a tick every 20 ms of sim time
 CLOCK_STEP_NS = 10_000_000  # /clock advances 10 ms per message: a tick every 2 messages
 
 
-@pytest.mark.parametrize("executor", ["events", "single"])
-def test_sim_time_going_back_starts_a_new_epoch(tmp_path, executor):
-    from rclpy.qos import qos_profile_sensor_data
-    from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
+class SimClock:
+    """Drives a controller under use_sim_time from a probe: for each sim instant, its JointState sample
+    (`sample(t_ns)` -> position, velocity), then its /clock."""
 
-    model = make_artifact(tmp_path / "m.onnx", seed=3)
-    argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
-                                                    use_sim_time=True, rate_hz=RATE, soft_start=0.0,
-                                                    sensor_timeout=0.5, executor=executor))
-    with Probe("sim_clock_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
-        debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
-        clock = probe.publisher(Clock, "/clock", 10)
-        js = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
-        probe.wait_for_subscribers(clock, 20.0, "the node's /clock subscription")
-        probe.wait_for_subscribers(js, 20.0, "the node's joint_states subscription")
+    def __init__(self, probe, node, sample):
+        from rclpy.qos import qos_profile_sensor_data
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray
+
+        self.probe, self.node, self.sample, self._clock_msg = probe, node, sample, Clock
+        self.debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
+        self.clock = probe.publisher(Clock, "/clock", 10)
+        self.js = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
+        probe.wait_for_subscribers(self.clock, 20.0, "the node's /clock subscription")
+        probe.wait_for_subscribers(self.js, 20.0, "the node's joint_states subscription")
         node.wait_for_output(r"active: commanding", 20.0)
         probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/step_debug") > 0, 10.0, "the debug topic")
 
-        def run(start_ns: int, steps: int, until=None) -> None:
-            for k in range(1, steps + 1):  # each sim instant: its sensor sample, then its /clock
-                t_ns = start_ns + k * CLOCK_STEP_NS
-                js.publish(joint_state([t_ns * 1e-9, 0.0], [0.0, 0.0], stamp_ns=t_ns))
-                clock.publish(Clock(clock=_stamp(t_ns)))
-                time.sleep(0.004)
-                if until is not None and until():
-                    break
+    def run(self, start_ns: int, steps: int, until=None) -> int:
+        """Advance sim time from start_ns by `steps` clock steps (or until `until()`); the last time sent."""
+        t_ns = start_ns
+        for k in range(1, steps + 1):
+            t_ns = start_ns + k * CLOCK_STEP_NS
+            position, velocity = self.sample(t_ns)
+            self.js.publish(joint_state(position, velocity, stamp_ns=t_ns))
+            self.clock.publish(self._clock_msg(clock=_stamp(t_ns)))
+            time.sleep(0.004)
+            if until is not None and until():
+                break
+        return t_ns
+
+
+@contextmanager
+def sim_clock_controller(tmp_path, probe_name: str, sample, **params):
+    """A controller node (own process, sim time, step debug) and a SimClock driving it."""
+    model = make_artifact(tmp_path / "m.onnx", seed=3)
+    argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
+                                                    use_sim_time=True, rate_hz=RATE, **params))
+    with Probe(probe_name) as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        yield SimClock(probe, node, sample)
+
+
+@pytest.mark.parametrize("executor", ["events", "single"])
+def test_sim_time_going_back_starts_a_new_epoch(tmp_path, executor):
+    with sim_clock_controller(tmp_path, "sim_clock_probe", lambda t_ns: ([t_ns * 1e-9, 0.0], [0.0, 0.0]),
+                        soft_start=0.0, sensor_timeout=0.5, executor=executor) as sim:
+        probe, node, debug, run = sim.probe, sim.node, sim.debug, sim.run
 
         # sim 5.0 s on, until 10 ticks have come back (the debug topic's match may take a while; it ends
         # far below 25 s, 1000 steps)
@@ -99,45 +120,20 @@ def test_sim_time_jump_restarts_and_stopped_clock_is_stale(tmp_path):
     soft start too (sim time makes it exact: sim time stands still during the call). When /clock stops,
     the loop stops ticking, and /diagnostics says so (STALE) instead of repeating the last tick's OK."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import qos_profile_sensor_data
-    from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
     from std_srvs.srv import Trigger
 
     from controller_fixtures import diag_values
 
     timeout, soft_start = 0.5, 0.2
     max_dt = max(timeout, 5 / RATE)
-    model = make_artifact(tmp_path / "m.onnx", seed=3)
     # Over DDS the tick after a jump usually finds its sample aged by the jump (received before /clock
     # moved): stale, and the fault path resets too. The restart is counted either way; the case where a
     # fresh sample arrives with the gap is driven tick by tick in test_controller_tick.py.
-    argv = console_script("controller", *ros_params(model=str(model), autostart=True, step_debug=True,
-                                                    use_sim_time=True, rate_hz=RATE, soft_start=soft_start,
-                                                    sensor_timeout=timeout, executor="single",
-                                                    diagnostics_period=0.2))
-    with Probe("sim_jump_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
-        debug = probe.collect(Float64MultiArray, f"/{NODE}/step_debug", 1000)
+    with sim_clock_controller(tmp_path, "sim_jump_probe", lambda t_ns: ([0.3 * np.sin(t_ns * 1e-9), 0.1], [0.0, 0.2]),
+                        soft_start=soft_start, sensor_timeout=timeout, executor="single",
+                        diagnostics_period=0.2) as sim:
+        probe, node, debug, run = sim.probe, sim.node, sim.debug, sim.run
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        clock = probe.publisher(Clock, "/clock", 10)
-        js = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
-        probe.wait_for_subscribers(clock, 20.0, "the node's /clock subscription")
-        probe.wait_for_subscribers(js, 20.0, "the node's joint_states subscription")
-        node.wait_for_output(r"active: commanding", 20.0)
-        probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/step_debug") > 0, 10.0, "the debug topic")
-
-        def run(start_ns: int, steps: int, until=None) -> int:
-            """Advance sim time from start_ns by `steps` clock steps (or until `until()`); the last time sent."""
-            t_ns = start_ns
-            for k in range(1, steps + 1):
-                t_ns = start_ns + k * CLOCK_STEP_NS
-                js.publish(joint_state([0.3 * np.sin(t_ns * 1e-9), 0.1], [0.0, 0.2], stamp_ns=t_ns))
-                clock.publish(Clock(clock=_stamp(t_ns)))
-                time.sleep(0.004)
-                if until is not None and until():
-                    break
-            return t_ns
 
         def ticks_after(t: float) -> bool:
             return any(parse_debug(m).time > t for _, m in debug.snapshot())
