@@ -20,26 +20,45 @@ NODE = "liquid_controller"
 SAFE = [0.0]  # cartpole's spec safe value
 
 
+def write_params(tmp_path, model, settings: str):
+    """A params YAML for the cartpole controller with `model`, step debug and 0.2 s diagnostics, plus
+    `settings` (YAML lines, 4-space indented)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(f"""liquid_controller:
+  ros__parameters:
+    robot: cartpole
+    model: {model}
+    sensor_timeout: 0.5
+    soft_start: 0.0
+    step_debug: true
+    diagnostics_period: 0.2
+{settings}""")
+    return params
+
+
+def status_waiter(probe, node, debug):
+    """wait(status, n, since, what): the debug records since `since` once `n` of them have `status`."""
+
+    def wait(status: int, n: int, since: float, what: str) -> list:
+        def enough():
+            recs = [parse_debug(m) for m in debug.since(since)]
+            return recs if sum(r.status == status for r in recs) >= n else None
+        return probe.wait_for(enough, 15.0, what, node)
+
+    return wait
+
+
 def test_hold_node_stops_on_estop_enable_and_deactivate_and_keeps_estop_across_lifecycle(tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Bool, Float64MultiArray
     from std_srvs.srv import SetBool
 
     model = make_artifact(tmp_path / "m.onnx", seed=3)
-    params = tmp_path / "params.yaml"
     # rate_hz is an int (a double parameter), autostart false must hold under `liquid-control run`.
-    params.write_text(f"""liquid_controller:
-  ros__parameters:
-    robot: cartpole
-    model: {model}
-    rate_hz: 50
-    sensor_timeout: 0.5
-    soft_start: 0.0
+    params = write_params(tmp_path, model, """    rate_hz: 50
     safe_behaviour: hold
     autostart: false
     estop_required: true
-    step_debug: true
-    diagnostics_period: 0.2
 """)
     argv = console_script("liquid-control", "run", "--params", str(params))
     with Probe("safety_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
@@ -49,14 +68,7 @@ def test_hold_node_stops_on_estop_enable_and_deactivate_and_keeps_estop_across_l
         estop = probe.publisher(Bool, "estop", 10)
         stream = Streamer(probe)
         stream.set("good")
-
-        def recs_since(t: float) -> list:
-            return [parse_debug(m) for m in debug.since(t)]
-
-        def wait_status(status: int, n: int, since: float, what: str) -> list:
-            return probe.wait_for(lambda: (lambda rs: rs if sum(r.status == status for r in rs) >= n else None)(
-                recs_since(since)), 15.0, what, node)
-
+        wait_status = status_waiter(probe, node, debug)
         try:
             # The YAML's autostart: false holds (run used to force true); the int rate was accepted.
             assert lifecycle_state(probe, NODE, timeout=30.0) == "unconfigured"
@@ -137,18 +149,9 @@ def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
     from std_msgs.msg import Bool, Float64MultiArray
 
     model = make_artifact(tmp_path / "m.onnx", seed=3)
-    params = tmp_path / "params.yaml"
-    params.write_text(f"""liquid_controller:
-  ros__parameters:
-    robot: cartpole
-    model: {model}
-    rate_hz: 50.0
-    sensor_timeout: 0.5
-    soft_start: 0.0
+    params = write_params(tmp_path, model, """    rate_hz: 50.0
     autostart: true
     estop_timeout: 0.3
-    step_debug: true
-    diagnostics_period: 0.2
 """)
     argv = console_script("liquid-control", "run", "--params", str(params))
     with Probe("heartbeat_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
@@ -167,13 +170,7 @@ def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
 
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
-
-        def recs_since(t: float) -> list:
-            return [parse_debug(m) for m in debug.since(t)]
-
-        def wait_status(status: int, n: int, since: float, what: str) -> list:
-            return probe.wait_for(lambda: (lambda rs: rs if sum(r.status == status for r in rs) >= n else None)(
-                recs_since(since)), 15.0, what, node)
+        wait_status = status_waiter(probe, node, debug)
 
         try:
             node.wait_for_output(r"active: commanding at 50 Hz", 30.0)
@@ -190,7 +187,7 @@ def test_silent_estop_source_counts_as_engaged_with_estop_timeout(tmp_path):
             assert abs(recs[-1].command[0]) > 1e-6
             t = time.monotonic()
             wait_status(0, 20, t, "control that lasts while the heartbeat beats")
-            assert not any(r.status == 2 for r in recs_since(t)), "a live heartbeat engaged the e-stop"
+            assert not any(parse_debug(m).status == 2 for m in debug.since(t)), "a live heartbeat engaged the e-stop"
 
             beating.clear()  # the source dies without ever saying true
             t = time.monotonic()
