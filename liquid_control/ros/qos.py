@@ -32,15 +32,16 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                        durability=DurabilityPolicy.VOLATILE)
-ESTOP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.VOLATILE)
-COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
-COMMAND_SUB_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                             durability=DurabilityPolicy.VOLATILE)
-DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
-DEBUG_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.VOLATILE)
+
+def _volatile(depth: int, reliability: ReliabilityPolicy) -> QoSProfile:
+    """Keep-last `depth`, volatile: every profile here differs only in depth and reliability."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+SENSOR_QOS = _volatile(1, ReliabilityPolicy.BEST_EFFORT)
+ESTOP_QOS = _volatile(10, ReliabilityPolicy.RELIABLE)
+COMMAND_QOS = _volatile(1, ReliabilityPolicy.RELIABLE)
+COMMAND_SUB_QOS = _volatile(1, ReliabilityPolicy.BEST_EFFORT)
+DIAGNOSTICS_QOS = _volatile(10, ReliabilityPolicy.RELIABLE)
+DEBUG_QOS = _volatile(1000, ReliabilityPolicy.RELIABLE)
