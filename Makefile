@@ -18,10 +18,10 @@ $(STAMP): setup.py requirements/constraints.txt
 	touch $@
 
 demo: venv
-	MUJOCO_GL=osmesa $(VENV)/bin/liquid-control demo --robot cartpole --duration 20 --out demo_out
+	$(VENV)/bin/liquid-control demo --robot cartpole --duration 20 --out demo_out
 
 test: venv
-	MUJOCO_GL=osmesa $(PY) -m pytest -q test
+	$(PY) -m pytest -q test
 
 bench: venv
 	$(VENV)/bin/liquid-control bench step --json bench/results/step.json
