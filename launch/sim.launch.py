@@ -4,7 +4,9 @@
     (the same as `liquid-control sim --robot cartpole --mode lockstep` beside `liquid-control run ...`)
 
 In lockstep the bridge publishes /clock and the controller runs on sim time (use_sim_time defaults to
-true then); in realtime both run on the wall clock. Arguments: robot, model, use_sim_time, mode.
+true then); in realtime both run on the wall clock. Arguments: robot, model, mode, use_sim_time, and
+params_file and namespace, passed to controller.launch.py (see there). Both nodes go into the namespace,
+so the sensor and command topics meet there; /clock stays global.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
@@ -17,14 +19,13 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description() -> LaunchDescription:
     robot = LaunchConfiguration("robot")
-    model = LaunchConfiguration("model")
     mode = LaunchConfiguration("mode")
-    use_sim_time = LaunchConfiguration("use_sim_time")
+    namespace = LaunchConfiguration("namespace")
+    passed = ("robot", "model", "use_sim_time", "params_file", "namespace")
     controller = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("liquid_control"), "launch",
                                                             "controller.launch.py"])),
-        launch_arguments={"robot": robot, "model": model, "use_sim_time": use_sim_time,
-                          "autostart": "true"}.items(),
+        launch_arguments=[*((name, LaunchConfiguration(name)) for name in passed), ("autostart", "true")],
     )
     return LaunchDescription([
         DeclareLaunchArgument("robot", default_value="cartpole", description="robot name (config/robots/<robot>.yaml)"),
@@ -33,10 +34,16 @@ def generate_launch_description() -> LaunchDescription:
                               description="sim clock: lockstep (publishes /clock) or realtime (wall clock)"),
         DeclareLaunchArgument("use_sim_time", default_value=PythonExpression(["'", mode, "' == 'lockstep'"]),
                               description="controller follows /clock (default: true in lockstep)"),
+        # The same default as controller.launch.py's (a flat list: a concatenation every launch accepts).
+        DeclareLaunchArgument("params_file", default_value=[FindPackageShare("liquid_control"), "/config/", robot,
+                                                            ".yaml"],
+                              description="controller params YAML (default: config/<robot>.yaml of this package)"),
+        DeclareLaunchArgument("namespace", default_value="", description="ROS namespace of both nodes ('' = none)"),
         Node(
             package="liquid_control",
             executable="sim_bridge",
             name="sim_bridge",
+            namespace=namespace,
             output="screen",
             parameters=[{
                 "robot": ParameterValue(robot, value_type=str),
