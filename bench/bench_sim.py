@@ -114,7 +114,7 @@ def in_process_loop(rate: float, seconds: float) -> float:
 
 def _ros_env() -> dict:
     # Always a private domain on localhost: a benchmark's controller must never reach a live robot graph.
-    return {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "MUJOCO_GL": "osmesa",
+    return {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_DOMAIN_ID": str(100 + os.getpid() % 100)}
 
 

@@ -40,7 +40,7 @@ def test_timing_perturbations_reach_the_policy(tmp_path):
     assert res["max"] <= 1000 + 1e-6
 
 
-def test_video_is_written(tmp_path):
+def test_video_is_written(tmp_path, offscreen_gl):
     video = tmp_path / "reacher.gif"  # the reacher's episodes are 50 steps: a short video
     assert main(["eval", "--robot", "reacher", "--episodes", "1", "--video", str(video)]) == 0
     assert video.stat().st_size > 1000 and video.read_bytes()[:3] == b"GIF"

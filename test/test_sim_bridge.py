@@ -244,7 +244,7 @@ def test_closed_loop_with_the_controller_keeps_the_pole_up(ros_node, tmp_path):
     assert fresh >= 0.99 * len(ticks), f"only {fresh} of {len(ticks)} ticks saw the state of their own /clock"
 
 
-def test_realtime_pushes_disturb_the_robot(tmp_path):
+def test_realtime_pushes_disturb_the_robot(tmp_path, offscreen_gl):
     traces = {}
     video = tmp_path / "pushed.gif"
     for name, extra in (("calm", []),

@@ -257,7 +257,7 @@ def test_sensor_too_small_for_the_field():
 
 
 # ---------------------------------------------------------------------------------------- render
-def test_png_renders_nonblank(tmp_path: Path):
+def test_png_renders_nonblank(tmp_path: Path, offscreen_gl):
     from PIL import Image
 
     from liquid_control.sim.render import record_episode, save_png, write_video

@@ -229,7 +229,8 @@ class SimBridge(Node):
         p("wait_for_controller", 10.0)  # lockstep: wall seconds to wait for the command publisher
         p("summary", "")  # path: write a JSON summary (and state trace) when the run ends
         p("record", "")  # path: a rosbag2 (MCAP) directory to write
-        p("video", "")  # path: .gif or .mp4 of the run (offscreen rendering, MUJOCO_GL=osmesa)
+        p("bag_version", 8)  # rosbag2 metadata version of `record` (bags/versions.py: 8 opens in Humble to Kilted)
+        p("video", "")  # path: .gif or .mp4 of the run (offscreen rendering: liquid_control.sim.gl picks the GL backend)
         p("video_fps", 25.0)
         g = lambda name: self.get_parameter(name).value  # noqa: E731
 
@@ -342,7 +343,7 @@ class SimBridge(Node):
     def _open_bag(self, path: Path) -> None:
         from liquid_control.bags.io import SENSOR_QOS as BAG_SENSOR_QOS, BagWriter
 
-        self._bag = BagWriter(path)
+        self._bag = BagWriter(path, version=self.get_parameter("bag_version").value)
         for filler, reader in zip(self.fillers, self.readers):
             self._bag.add_topic(reader.topic, reader.msg_type, qos=(BAG_SENSOR_QOS,))
         self._bag.add_topic(self.spec.action.topic, self.spec.action.msg_type)

@@ -1,6 +1,7 @@
 """The simulation layer: a MuJoCo env built from a robot spec, tasks, real-robot wrappers, rendering.
 
-Importing this package registers the Gymnasium ids (mujoco itself loads only when an env is made):
+Importing this package registers the Gymnasium ids (mujoco itself loads only when an env is made; an OpenGL
+backend is chosen only when a frame is first rendered, by liquid_control.sim.gl):
 
     import gymnasium, liquid_control.sim
     env = gymnasium.make("liquid_control/CartPole-v0")      # also CartPoleNovel-v0, CartPoleImu-v0, Reacher-v0
@@ -8,12 +9,6 @@ Importing this package registers the Gymnasium ids (mujoco itself loads only whe
 or without the import: gymnasium.make("liquid_control.sim:liquid_control/CartPole-v0").
 """
 from __future__ import annotations
-
-import os
-
-# Offscreen rendering on a machine without a display needs a GL backend chosen before mujoco loads.
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 
 # Gymnasium id -> robot spec. Any other robot: gymnasium.make("liquid_control/Robot-v0", robot="NAME_OR_PATH").

@@ -1,8 +1,8 @@
 """Offscreen rendering of a MuJoCo model to frames, PNG, GIF and MP4.
 
-Headless machines render with MUJOCO_GL=osmesa (Debian: libosmesa6), set by liquid_control.sim when no
-display is present; it must be chosen before mujoco is imported. PNG and GIF are written with Pillow; MP4
-needs the imageio-ffmpeg package, and without it write_video says so and names the GIF alternative.
+The GL backend (EGL, OSMesa, or the user's MUJOCO_GL) is chosen by liquid_control.sim.gl when the first
+FrameRenderer is made, so code that never renders never needs GL. PNG and GIF are written with Pillow;
+MP4 needs the imageio-ffmpeg package, and without it write_video says so and names the GIF alternative.
 """
 from __future__ import annotations
 
@@ -12,44 +12,56 @@ from typing import Callable, Iterable
 import mujoco
 import numpy as np
 
-from liquid_control.core.errors import LiquidControlError
+from liquid_control.sim.gl import RenderError, make_context
 
-
-class RenderError(LiquidControlError):
-    """Offscreen rendering or video writing is not possible here (the message says why)."""
+__all__ = ["FrameRenderer", "RenderError", "record_episode", "save_png", "write_video"]
 
 
 class FrameRenderer:
-    """RGB frames of (model, data) from a named MJCF camera, or a free camera looking at the model's centre."""
+    """RGB frames of (model, data) from a named MJCF camera, or a free camera looking at the model's centre.
+
+    The steps of mujoco.Renderer (update the scene, render offscreen, read the pixels, flip rows) on a GL
+    context of our choosing: mujoco.Renderer takes its context class from MUJOCO_GL as it was when mujoco
+    was imported, before any backend was known to work. test_render.py checks the frames are equal.
+    """
 
     def __init__(self, model: mujoco.MjModel, width: int = 480, height: int = 480, camera: str | None = None):
+        self.camera = mujoco.MjvCamera()
+        if camera is None:
+            mujoco.mjv_defaultFreeCamera(model, self.camera)
+        else:
+            cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            if cam_id < 0:
+                raise RenderError(f"the MuJoCo model has no camera named {camera!r}")
+            self.camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            self.camera.fixedcamid = cam_id
         # The offscreen buffer is sized by the model; grow it (never shrink) to the requested frame.
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        try:
-            self._renderer = mujoco.Renderer(model, height=height, width=width)
-        except Exception as exc:  # no GL: osmesa/egl missing, or MUJOCO_GL set after mujoco was imported
-            import os
-
-            raise RenderError(f"cannot create an offscreen GL context (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): "
-                              f"{exc}; on Debian/Ubuntu install libosmesa6 and set MUJOCO_GL=osmesa") from None
-        if camera is not None and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
-            raise RenderError(f"the MuJoCo model has no camera named {camera!r}")
-        self.camera: str | mujoco.MjvCamera
-        if camera is not None:
-            self.camera = camera
-        else:
-            cam = mujoco.MjvCamera()
-            mujoco.mjv_defaultFreeCamera(model, cam)
-            self.camera = cam
+        self._model = model
+        self._context = make_context(width, height)
+        self._mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
+        self._scene = mujoco.MjvScene(model, maxgeom=10_000)
+        self._option = mujoco.MjvOption()
+        self._viewport = mujoco.MjrRect(0, 0, width, height)
+        self._pixels = np.empty((height, width, 3), dtype=np.uint8)
 
     def render(self, data: mujoco.MjData) -> np.ndarray:
         """One (height, width, 3) uint8 frame of the current state."""
-        self._renderer.update_scene(data, camera=self.camera)
-        return self._renderer.render().copy()
+        self._context.make_current()
+        mujoco.mjv_updateScene(self._model, data, self._option, None, self.camera, mujoco.mjtCatBit.mjCAT_ALL,
+                               self._scene)
+        mujoco.mjr_render(self._viewport, self._scene, self._mjr)
+        mujoco.mjr_readPixels(self._pixels, None, self._viewport, self._mjr)
+        return np.flipud(self._pixels).copy()  # OpenGL's first row is the bottom one
 
     def close(self) -> None:
-        self._renderer.close()
+        if self._context is not None:
+            self._context.make_current()
+            self._mjr.free()
+            self._context.free()
+            self._context = None
 
 
 def save_png(frame: np.ndarray, path: str | Path) -> Path:
