@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from liquid_control.bags import versions as bag_versions
 from liquid_control.core.errors import LiquidControlError
 
 try:
@@ -700,19 +701,29 @@ SENSOR_QOS = qos_profile(reliable=False, depth=5)  # rclpy's qos_profile_sensor_
 COMMAND_QOS = qos_profile(reliable=True, depth=1)  # as the controller node publishes (ros/qos.py)
 
 
+def check_bag_version(value: int | str | None) -> int:
+    """A rosbag2 metadata version we write (None: the default); BagError with the choices otherwise."""
+    try:
+        return bag_versions.parse_bag_version(value)
+    except ValueError as exc:
+        raise BagError(str(exc)) from None
+
+
 class BagWriter:
     """Writes a rosbag2 bag atomically: nothing appears at `path` until close() succeeds.
 
-    MCAP by default, sqlite3 on request. Every topic carries its message definition (from the
+    MCAP by default, sqlite3 on request; `version` is the rosbag2 metadata version (bags/versions.py:
+    the default opens in Humble, Jazzy and Kilted). Every topic carries its message definition (from the
     typestore, or copied from a source bag) and its offered QoS profiles, so `ros2 bag info/play`
     and rosbags read the result. Use as a context manager: an exception aborts and removes the
     temporary bag.
     """
 
     def __init__(self, path: str | Path, *, storage: str = "mcap", typestore: Typestore | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, version: int | str | None = None):
         if storage not in STORAGES:
             raise BagError(f"unknown bag storage {storage!r}; choose {' or '.join(STORAGES)}")
+        self.version = check_bag_version(version)
         self.path = Path(path)
         if self.path.suffix in _SUFFIX:
             raise BagError(f"{self.path}: give a bag directory name (without {self.path.suffix}); "
@@ -730,7 +741,8 @@ class BagWriter:
         shutil.rmtree(self._tmp_parent, ignore_errors=True)
         self._tmp_parent.mkdir()
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self._tmp_parent / self.path.name, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        self._writer = Writer(self._tmp_parent / self.path.name, version=bag_versions.rosbags_version(self.version),
+                              storage_plugin=plugin)
         try:
             self._writer.open()
         except (WriterError, OSError) as exc:
@@ -778,6 +790,8 @@ class BagWriter:
         self.write(topic, log_time_ns, self.typestore.serialize_cdr(msg, conn.msgtype))
 
     def set_custom_data(self, key: str, value: str) -> None:
+        if self.version < bag_versions.BAG_FIELD_SINCE["custom_data"]:
+            raise BagError(f"bag version {self.version} has no custom_data (version 6 and later have)")
         self._writer.set_custom_data(key, value)
 
     def close(self) -> Path:
@@ -786,6 +800,8 @@ class BagWriter:
             return self.path
         try:
             self._writer.close()
+            if self.version < 8:
+                bag_versions.rewrite_bag_version(self._tmp_parent / self.path.name, self.version)
             if self.path.exists() and self.overwrite:
                 shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
             os.replace(self._tmp_parent / self.path.name, self.path)

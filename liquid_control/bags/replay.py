@@ -255,8 +255,8 @@ class BagSink:
     """The replayed commands as a new bag (optionally beside the bag's own topics, copied raw)."""
 
     def __init__(self, path: Path, spec: RobotSpec, reader: BagReader, *, storage: str, command_topic: str,
-                 copy_topics: list[str]):
-        self.writer = BagWriter(path, storage=storage, typestore=reader.typestore)
+                 copy_topics: list[str], version: int | str | None = None):
+        self.writer = BagWriter(path, storage=storage, typestore=reader.typestore, version=version)
         self.serializer = CommandSerializer(spec, reader.typestore)
         self.topic = command_topic
         self.copy = set()
@@ -375,7 +375,8 @@ class ReplayResult:
 
 
 def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
-           out_bag: str | Path | None = None, out_storage: str = "mcap", with_bag_topics: bool = False,
+           out_bag: str | Path | None = None, out_storage: str = "mcap", out_bag_version: int | str | None = None,
+           with_bag_topics: bool = False,
            command_topic: str | None = None, csv: str | Path | None = None, plot: str | Path | None = None,
            progress: bool = False, sinks: list[Any] | None = None) -> ReplayResult:
     """Replay `bag_path` through `policy` under `spec`; see the module docstring. Raises BagError."""
@@ -437,7 +438,8 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
                     topic = "/replay" + topic
                     result.notes.append(f"the bag already has {normalize_topic(spec.action.topic)}: replayed commands "
                                         f"written on {topic}")
-                made.append(BagSink(Path(out_bag), spec, bag, storage=out_storage, command_topic=topic, copy_topics=copy))
+                made.append(BagSink(Path(out_bag), spec, bag, storage=out_storage, version=out_bag_version,
+                                    command_topic=topic, copy_topics=copy))
                 result.notes += made[-1].notes
                 result.outputs["bag"] = Path(out_bag)
             if csv is not None:

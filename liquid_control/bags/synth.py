@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from liquid_control.bags.io import COMMAND_QOS, SENSOR_QOS, BagWriter, distro_typestore
+from liquid_control.bags.versions import BAG_FIELD_SINCE
 
 JOINTS = ("slider", "hinge")
 START_NS = 1_700_000_000_000_000_000
@@ -72,8 +73,9 @@ def write_cartpole_bag(path: str | Path, *, duration: float = 10.0, rate_hz: flo
                        command_rate_hz: float = 25.0, storage: str = "mcap", seed: int = 0,
                        commands: bool = True, rmw_padding: bool = False, start_ns: int = START_NS,
                        joint_topic: str = "/joint_states", command_topic: str = "/effort_controller/commands",
-                       latency_ns: int = 200_000) -> SynthBag:
-    """Write a cart-pole bag; streams (one message in memory at a time), so 10-minute bags are fine."""
+                       latency_ns: int = 200_000, bag_version: int | str | None = None) -> SynthBag:
+    """Write a cart-pole bag; streams (one message in memory at a time), so 10-minute bags are fine.
+    `bag_version`: rosbag2 metadata version (bags/versions.py; None: the default)."""
     ts = distro_typestore("kilted")
     JointState = ts.types["sensor_msgs/msg/JointState"]
     Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
@@ -83,7 +85,7 @@ def write_cartpole_bag(path: str | Path, *, duration: float = 10.0, rate_hz: flo
     jitter = rng.integers(0, latency_ns // 2 + 1, size=len(t))
     names = list(JOINTS)
     no_effort = np.zeros(0)
-    with BagWriter(path, storage=storage, typestore=ts) as bag:
+    with BagWriter(path, storage=storage, typestore=ts, version=bag_version) as bag:
         bag.add_topic(joint_topic, "sensor_msgs/msg/JointState", qos=(SENSOR_QOS,))
         if commands:
             bag.add_topic(command_topic, "std_msgs/msg/Float64MultiArray", qos=(COMMAND_QOS,))
@@ -102,5 +104,6 @@ def write_cartpole_bag(path: str | Path, *, duration: float = 10.0, rate_hz: flo
                              name=names, position=pos[i].copy(), velocity=vel[i].copy(), effort=effort)
             data = bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
             bag.write(joint_topic, log, data + _PAD if rmw_padding else data)
-        bag.set_custom_data("liquid_control.synth", f"cartpole seed={seed} rate_hz={rate_hz:g}")
+        if bag.version >= BAG_FIELD_SINCE["custom_data"]:  # provenance note; older versions have no place for it
+            bag.set_custom_data("liquid_control.synth", f"cartpole seed={seed} rate_hz={rate_hz:g}")
     return SynthBag(Path(path), len(t), ci, start_ns, duration)

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from liquid_control.bags.versions import VERSION_HELP
+
 HELP = "replay a rosbag2 bag through a policy offline"
 
 
@@ -22,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numpy", help="policy backend: numpy (default), onnxruntime, torch")
     p.add_argument("--out", "-o", type=Path, help="write the replayed commands to this new bag directory")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage of --out (default mcap)")
+    p.add_argument("--bag-version", metavar="N", help=f"--out's {VERSION_HELP}")
     p.add_argument("--with-bag-topics", action="store_true",
                    help="copy the bag's own topics into --out beside the replayed commands")
     p.add_argument("--command-topic", help="topic of the replayed commands in --out (default: the spec's)")
@@ -67,10 +70,12 @@ def resolve(model: Path | None, robot: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from liquid_control.bags.io import check_bag_version
     from liquid_control.bags.replay import ReplayOptions, parse_remaps, replay
     from liquid_control.core.errors import LiquidControlError
     from liquid_control.core.policy import Policy
 
+    bag_version = check_bag_version(args.bag_version) if args.out is not None else None
     spec, model = resolve(args.model, args.robot)
     if args.rate is not None:
         if not 1.0 <= args.rate <= 10000.0:
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if out is not None and not out.parent.is_dir():
             raise LiquidControlError(f"cannot write {out}: folder {out.parent} does not exist")
     result = replay(args.bag, policy, spec, options=options, out_bag=args.out, out_storage=args.storage,
+                    out_bag_version=bag_version,
                     with_bag_topics=args.with_bag_topics, command_topic=args.command_topic, csv=args.csv,
                     plot=args.plot, progress=not args.no_progress and sys.stderr.isatty())
     print(f"replay of {args.bag} with {model} ({spec.name}, {spec.rate_hz:g} Hz, {args.time_base} time)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from liquid_control.bags.versions import VERSION_HELP
 from liquid_control.cli.rosargs import ros_argv
 
 HELP = "run the MuJoCo sim bridge node for a robot"
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MuJoCo body to push (default: the spec's sim.push_body, else the last body)")
     parser.add_argument("--summary", metavar="JSON", help="write a run summary with the state trace here")
     parser.add_argument("--record", metavar="BAG", help="write a rosbag2 (MCAP) of the run to this directory")
+    parser.add_argument("--bag-version", metavar="N", help=f"--record's {VERSION_HELP}")
     parser.add_argument("--video", metavar="PATH",
                         help="render the run offscreen to PATH (.gif, or .mp4 with imageio-ffmpeg)")
     parser.add_argument("ros_args", nargs=argparse.REMAINDER,
@@ -48,11 +50,16 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
               "push_force": None if args.push_force is None else float(args.push_force),
               "push_body": args.push_body, "summary": args.summary,
               "record": None if args.record is None else str(Path(args.record).resolve()),
+              "bag_version": args.bag_version,
               "video": None if args.video is None else str(Path(args.video).resolve())}
     return ros_argv("liquid-control-sim", params, args.ros_args)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bag_version is not None:  # a mistake is told before the node starts
+        from liquid_control.bags.io import check_bag_version
+
+        args.bag_version = check_bag_version(args.bag_version)
     from liquid_control.ros.sim_bridge import main
 
     return main(ros_arguments(args))

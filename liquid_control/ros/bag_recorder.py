@@ -61,9 +61,11 @@ def rosbags_qos(profile: Any):
 
 
 def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mcap", duration: float | None = None,
-           use_sim_time: bool = False, discover_timeout: float = 5.0, stop: threading.Event | None = None,
+           use_sim_time: bool = False, bag_version: int | str | None = None, discover_timeout: float = 5.0,
+           stop: threading.Event | None = None,
            on_ready: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> RecordResult:
-    """Record {topic: message type (None: take it from the graph)} until `stop`, `duration` s or Ctrl-C."""
+    """Record {topic: message type (None: take it from the graph)} until `stop`, `duration` s or Ctrl-C.
+    `bag_version`: rosbag2 metadata version (bags/versions.py; None: the default)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -94,7 +96,7 @@ def record(out: str | Path, topics: dict[str, str | None], *, storage: str = "mc
         missing = [t for t, ty in topics.items() if ty is None]
         if missing:
             raise BagError(f"no publisher of {', '.join(missing)} within {discover_timeout:g} s: cannot tell its type")
-        writer = BagWriter(out, storage=storage, typestore=distro_typestore(None))
+        writer = BagWriter(out, storage=storage, typestore=distro_typestore(None), version=bag_version)
         classes = {}
         for t, ty in topics.items():
             try:
