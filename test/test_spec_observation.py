@@ -152,7 +152,7 @@ def test_non_finite_spec_numbers_are_refused(action_patch, message):
 
 
 def test_negative_array_index_is_refused():
-    with pytest.raises(SpecError, match="indices must be >= 0"):
+    with pytest.raises(SpecError, match=r"index\[1\]: expected an index >= 0, got -1"):
         parse_spec({"robot": "t", "rate_hz": 50,
                     "observation": [{"topic": "x", "type": "std_msgs/msg/Float64MultiArray", "field": "data", "index": [0, -1]}],
                     "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]}})

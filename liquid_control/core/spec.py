@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from liquid_control.core import checks
 from liquid_control.core.errors import SpecError
+from liquid_control.core.yamlfile import load_yaml
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMU = "sensor_msgs/msg/Imu"
@@ -49,22 +49,6 @@ _TYPE_ALIASES = {t.replace("/msg/", "/"): t for t in OBS_FIELDS}
 def _canonical_type(name: str) -> str:
     """Accept 'sensor_msgs/JointState' as well as 'sensor_msgs/msg/JointState'."""
     return _TYPE_ALIASES.get(name, name)
-
-
-def _floats(value: Any, n: int, what: str, default: float, allow_inf: bool = False) -> tuple[float, ...]:
-    """n floats from a scalar or a list; NaN never (it would silently force the safe command forever),
-    infinity only where it means 'no bound' (allow_inf)."""
-    if value is None:
-        return (float(default),) * n
-    try:
-        values = (float(value),) * n if isinstance(value, (int, float)) else tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise SpecError(f"{what}: expected a number or a list of {n} numbers, got {value!r}") from None
-    if len(values) != n:
-        raise SpecError(f"{what}: expected {n} values, got {len(values)}")
-    if any(math.isnan(v) or (math.isinf(v) and not allow_inf) for v in values):
-        raise SpecError(f"{what}: values must be finite numbers, got {list(values)}")
-    return values
 
 
 @dataclass(frozen=True)
@@ -203,30 +187,48 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
     return None
 
 
-def _parse_obs(i: int, raw: dict[str, Any]) -> ObsEntry:
+_TOP_KEYS = ("robot", "rate_hz", "observation", "action", "safety", "sim")
+_OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "sim")
+_OBS_SIM_KEYS = ("sensor", "site", "body")
+_ACTION_KEYS = ("topic", "type", "names", "scale", "limits", "rate_limit", "safe")
+_SAFETY_KEYS = ("sensor_timeout", "soft_start", "safe_behaviour")
+# What the simulator reads (sim/, ros/sim_bridge.py); a robot without a sim needs none of it.
+_SIM_KEYS = {"mjcf": checks.text, "task": checks.text, "task_options": None, "camera": checks.text,
+             "push_body": checks.text, "imu_frame": checks.text, "world_frame": checks.text,
+             "max_episode_steps": lambda v, w: int(checks.number(v, w, low=1, high=1e9)),
+             "success_return": checks.number,
+             "push_force": lambda v, w: checks.number(v, w, low=0.0),
+             "sensor_rate_hz": lambda v, w: checks.number(v, w, low=0.0, high=1e5, low_open=True),
+             "actuators": checks.names}
+
+
+def _parse_obs(i: int, raw: Any) -> ObsEntry:
     where = f"observation[{i}]"
-    try:
-        topic, msg_type, fld = raw["topic"], _canonical_type(raw["type"]), raw["field"]
-    except KeyError as exc:
-        raise SpecError(f"{where}: missing key {exc.args[0]!r}") from None
+    raw = checks.mapping(raw, where, _OBS_KEYS, required=("topic", "type", "field"))
+    topic = checks.topic(raw["topic"], f"{where}.topic")
+    msg_type = _canonical_type(checks.text(raw["type"], f"{where}.type"))
+    fld = raw["field"]
     if msg_type not in OBS_FIELDS:
         raise SpecError(f"{where}: unsupported message type {msg_type!r}; supported: {sorted(OBS_FIELDS)}")
     fields = OBS_FIELDS[msg_type]
     if fld not in fields:
         raise SpecError(f"{where}: {msg_type} has no field {fld!r}; choose one of {sorted(fields)}")
     allowed = fields[fld]
-    if msg_type == JOINT_STATE:
-        names = tuple(str(n) for n in raw.get("joints", ()))
-        if not names:
+    naming = {JOINT_STATE: "joints", FLOAT64_ARRAY: "index"}.get(msg_type, "axes")
+    for other in {"joints", "index", "axes"} - {naming}:
+        if other in raw:
+            raise SpecError(f"{where}: {msg_type.split('/')[-1]} entries name their elements with {naming!r}, "
+                            f"not {other!r}")
+    if naming == "joints":
+        if "joints" not in raw:
             raise SpecError(f"{where}: JointState entries need 'joints'")
-    elif msg_type == FLOAT64_ARRAY:
-        names = tuple(str(int(n)) for n in raw.get("index", ()))
-        if not names:
+        names = checks.names(raw["joints"], f"{where}.joints")
+    elif naming == "index":
+        if "index" not in raw:
             raise SpecError(f"{where}: Float64MultiArray entries need 'index'")
-        if any(int(n) < 0 for n in names):
-            raise SpecError(f"{where}: Float64MultiArray indices must be >= 0, got {list(names)}")
+        names = checks.names(raw["index"], f"{where}.index", of=int)
     else:
-        names = tuple(str(a) for a in raw.get("axes", allowed))
+        names = checks.names(raw.get("axes", list(allowed)), f"{where}.axes")
         bad = [a for a in names if a not in allowed]
         if bad:
             raise SpecError(f"{where}: unknown axes {bad} for {fld}; choose from {list(allowed)}")
@@ -236,67 +238,76 @@ def _parse_obs(i: int, raw: dict[str, Any]) -> ObsEntry:
             raise SpecError(f"{where}: unknown encode {encode!r}; choose one of {list(ENCODINGS)}")
         if (msg_type, fld) != (JOINT_STATE, "position"):
             raise SpecError(f"{where}: encode {encode!r} applies to JointState positions (angles) only")
+    sim = checks.mapping(raw.get("sim") or {}, f"{where}.sim", _OBS_SIM_KEYS)
+    for key, value in sim.items():
+        checks.text(value, f"{where}.sim.{key}")
     n = len(names)
-    return ObsEntry(topic=str(topic), msg_type=msg_type, field=fld, names=names,
-                    scale=_floats(raw.get("scale"), n, f"{where}.scale", 1.0),
-                    offset=_floats(raw.get("offset"), n, f"{where}.offset", 0.0),
-                    sim=dict(raw.get("sim") or {}), encode=encode)
+    return ObsEntry(topic=topic, msg_type=msg_type, field=fld, names=names,
+                    scale=checks.numbers(raw.get("scale"), n, f"{where}.scale", 1.0),
+                    offset=checks.numbers(raw.get("offset"), n, f"{where}.offset", 0.0),
+                    sim=dict(sim), encode=encode)
 
 
-def _parse_action(raw: dict[str, Any]) -> ActionSpec:
-    try:
-        topic, msg_type = raw["topic"], _canonical_type(raw["type"])
-        names = tuple(str(n) for n in raw["names"])
-    except KeyError as exc:
-        raise SpecError(f"action: missing key {exc.args[0]!r}") from None
+def _parse_action(raw: Any) -> ActionSpec:
+    raw = checks.mapping(raw, "action", _ACTION_KEYS, required=("topic", "type", "names"))
+    topic = checks.topic(raw["topic"], "action.topic")
+    msg_type = _canonical_type(checks.text(raw["type"], "action.type"))
     if msg_type not in COMMAND_TYPES:
         raise SpecError(f"action: unsupported command type {msg_type!r}; supported: {list(COMMAND_TYPES)}")
+    names = checks.names(raw["names"], "action.names")
     if msg_type == TWIST and any(n not in TWIST_AXES for n in names):
         raise SpecError(f"action: Twist commands name axes from {list(TWIST_AXES)}, got {list(names)}")
     n = len(names)
-    if n == 0:
-        raise SpecError("action: 'names' is empty")
-    scale = _floats(raw.get("scale"), n, "action.scale", 1.0)
-    limits = raw.get("limits") or {}
-    lower = _floats(limits.get("lower"), n, "action.limits.lower", -float("inf"), allow_inf=True)
-    upper = _floats(limits.get("upper"), n, "action.limits.upper", float("inf"), allow_inf=True)
+    scale = checks.numbers(raw.get("scale"), n, "action.scale", 1.0)
+    limits = checks.mapping(raw.get("limits") or {}, "action.limits", ("lower", "upper"))
+    lower = checks.numbers(limits.get("lower"), n, "action.limits.lower", -math.inf, allow_inf=True)
+    upper = checks.numbers(limits.get("upper"), n, "action.limits.upper", math.inf, allow_inf=True)
     if any(lo > hi for lo, hi in zip(lower, upper)):
         raise SpecError(f"action.limits: lower {lower} exceeds upper {upper}")
     rate = raw.get("rate_limit")
-    rate_limit = None if rate is None else _floats(rate, n, "action.rate_limit", 0.0)
-    if rate_limit is not None and any(r <= 0 for r in rate_limit):
-        raise SpecError("action.rate_limit must be positive")
-    safe = _floats(raw.get("safe"), n, "action.safe", 0.0)
+    rate_limit = None if rate is None else checks.numbers(rate, n, "action.rate_limit", 0.0, low=0.0, low_open=True)
+    safe = checks.numbers(raw.get("safe"), n, "action.safe", 0.0)
     if any(not (lo <= s <= hi) for s, lo, hi in zip(safe, lower, upper)):
         raise SpecError(f"action.safe {safe} lies outside the limits")
-    return ActionSpec(topic=str(topic), msg_type=msg_type, names=names, scale=scale, lower=lower,
+    return ActionSpec(topic=topic, msg_type=msg_type, names=names, scale=scale, lower=lower,
                       upper=upper, rate_limit=rate_limit, safe=safe)
 
 
-def parse_spec(data: dict[str, Any], source: Path | None = None) -> RobotSpec:
-    if not isinstance(data, dict):
-        raise SpecError("a robot spec is a YAML mapping")
-    try:
-        name, rate_hz = str(data["robot"]), float(data["rate_hz"])
-        obs_raw, act_raw = data["observation"], data["action"]
-    except KeyError as exc:
-        raise SpecError(f"missing key {exc.args[0]!r}") from None
-    if not 1.0 <= rate_hz <= 10000.0:
-        raise SpecError(f"rate_hz {rate_hz} is outside 1..10000")
-    if not obs_raw:
-        raise SpecError("observation is empty")
-    safety_raw = data.get("safety") or {}
-    safety = Safety(sensor_timeout=float(safety_raw.get("sensor_timeout", 0.1)),
-                    soft_start=float(safety_raw.get("soft_start", 1.0)),
-                    safe_behaviour=str(safety_raw.get("safe_behaviour", "zero")))
-    if safety.safe_behaviour not in ("zero", "hold"):
-        raise SpecError(f"safety.safe_behaviour must be 'zero' or 'hold', got {safety.safe_behaviour!r}")
-    if safety.sensor_timeout <= 0 or safety.soft_start < 0:
-        raise SpecError("safety.sensor_timeout must be > 0 and soft_start >= 0")
+def _parse_safety(raw: Any) -> Safety:
+    raw = checks.mapping(raw, "safety", _SAFETY_KEYS)
+    behaviour = raw.get("safe_behaviour", "zero")
+    if behaviour not in ("zero", "hold"):
+        raise SpecError(f"safety.safe_behaviour must be 'zero' or 'hold', got {behaviour!r}")
+    # A NaN or infinite timeout would switch the stale-sensor watchdog off: finite, positive, at most an hour.
+    return Safety(sensor_timeout=checks.number(raw.get("sensor_timeout", 0.1), "safety.sensor_timeout",
+                                               low=0.0, low_open=True, high=3600.0),
+                  soft_start=checks.number(raw.get("soft_start", 1.0), "safety.soft_start", low=0.0, high=3600.0),
+                  safe_behaviour=behaviour)
+
+
+def _parse_sim(raw: Any) -> dict[str, Any]:
+    raw = checks.mapping(raw, "sim", _SIM_KEYS)
+    for key, check in _SIM_KEYS.items():
+        if key in raw and check is not None:
+            check(raw[key], f"sim.{key}")
+    if "task_options" in raw and not isinstance(raw["task_options"], dict):
+        raise SpecError(f"sim.task_options: expected a mapping, got {raw['task_options']!r}")
+    return dict(raw)
+
+
+def parse_spec(data: Any, source: Path | None = None) -> RobotSpec:
+    """A RobotSpec from a spec's YAML value: every key known, every value typed and bounded; SpecError
+    (one line, with the key path) for the first mistake."""
+    data = checks.mapping(data, "spec", _TOP_KEYS, required=("robot", "rate_hz", "observation", "action"))
+    name = checks.name(data["robot"], "robot")
+    rate_hz = checks.number(data["rate_hz"], "rate_hz", low=1.0, high=10000.0)
+    obs_raw = data["observation"]
+    if not isinstance(obs_raw, list) or not obs_raw:
+        raise SpecError(f"observation: expected a non-empty list of entries, got {obs_raw!r}")
     return RobotSpec(name=name, rate_hz=rate_hz,
                      observation=tuple(_parse_obs(i, e) for i, e in enumerate(obs_raw)),
-                     action=_parse_action(act_raw), safety=safety,
-                     sim=dict(data.get("sim") or {}), source=source)
+                     action=_parse_action(data["action"]), safety=_parse_safety(data.get("safety") or {}),
+                     sim=_parse_sim(data.get("sim") or {}), source=source)
 
 
 def load_spec(robot_or_path: str | Path) -> RobotSpec:
@@ -304,12 +315,7 @@ def load_spec(robot_or_path: str | Path) -> RobotSpec:
     from liquid_control.core.resources import robot_spec_path
 
     path = robot_spec_path(robot_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(f"cannot read robot spec {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"robot spec {path} is not valid YAML: {exc}") from None
+    data = load_yaml(path, "robot spec")
     try:
         return parse_spec(data, source=path)
     except SpecError as exc:
