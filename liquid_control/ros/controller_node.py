@@ -32,6 +32,7 @@ The executor is rclpy's C++ EventsExecutor by default (param `executor`: events 
 1 kHz sensor stream it costs about half the CPU of the SingleThreadedExecutor and holds the GIL less,
 so the loop thread wakes closer to its deadline (bench/bench_loop.py). It also handles callbacks in
 arrival order, so in lockstep the sensors published just before /clock are decoded before the tick.
+Where rclpy has no EventsExecutor (Humble), the node says so in one WARN and uses the SingleThreadedExecutor.
 
 Sensor callbacks only decode into the observation assembler (latest value per topic, under a short
 lock); they never block on the loop, and depth-1 best-effort subscriptions mean nothing queues up.
@@ -880,11 +881,16 @@ def main(args: list[str] | None = None) -> int:
     # The executor runs callbacks only (the loop has its own thread). rclpy's C++ EventsExecutor costs
     # about half the CPU of the Python SingleThreadedExecutor under a 1 kHz sensor stream and leaves
     # the GIL free more of the time, so the loop thread wakes on time (bench/bench_loop.py measures it).
+    executor = None
     if node.param("executor") == "events":
-        from rclpy.experimental import EventsExecutor
-
-        executor = EventsExecutor()
-    else:
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # Humble's rclpy has none: the node still runs, on the Python executor
+            node.get_logger().warn("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor "
+                                   "(Humble); using the SingleThreadedExecutor")
+        else:
+            executor = EventsExecutor()
+    if executor is None:
         executor = SingleThreadedExecutor()
     executor.add_node(node)
     if node.autostart and not _autostart(node):
