@@ -1,20 +1,44 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv themselves.
+# Two commands for a fresh machine: `make demo` and `make test`. Both create the venv themselves.
+# ROS_DISTRO picks which rclpy wheels the venv gets: kilted (default, .venv) or jazzy (.venv-jazzy).
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV ?= .venv
+ROS_DISTRO ?= kilted
+ifeq ($(ROS_DISTRO),kilted)
+  VENV ?= .venv
+  CONSTRAINTS := requirements/constraints.txt
+  ROS_EXTRA := ros
+else ifeq ($(ROS_DISTRO),jazzy)
+  VENV ?= .venv-jazzy
+  CONSTRAINTS := requirements/constraints-jazzy.txt
+  ROS_EXTRA := ros-jazzy
+else
+  $(error ROS_DISTRO=$(ROS_DISTRO) (from $(origin ROS_DISTRO)) has no rclpy wheels here: use ROS_DISTRO=kilted or ROS_DISTRO=jazzy)
+endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# launch + launch_ros wheels per distro (CI has shared/ beside the clone); without them the launch tests skip.
+LAUNCH_WHEELS := ../shared/ros-launch
+LAUNCH_DISTROS := humble jazzy rolling
+# drops pip's notes about absent local index folders (pipefail keeps pip's exit status)
+PIP_QUIET := 2>&1 | { grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true; }
 
 .PHONY: venv demo test bench colcon clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.py requirements/constraints.txt
+$(STAMP): setup.py $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# (grep drops pip's notes about absent local index folders; pipefail keeps pip's exit status)
-	set -o pipefail; $(PY) -m pip install -q -c requirements/constraints.txt -e '.[train,ros,bags,dev]' 2>&1 \
-	  | { grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true; }
+	set -o pipefail; $(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[train,$(ROS_EXTRA),bags,dev]' $(PIP_QUIET)
+	# each distro's launch in its own folder ($(VENV)/launch/<distro>, put on sys.path by the launch tests);
+	# their dependencies and the composition_interfaces shim (built from a copy: shared/ is read-only) go in the venv
+	set -eo pipefail; if [ -d $(LAUNCH_WHEELS) ]; then \
+	  for d in $(LAUNCH_DISTROS); do rm -rf $(VENV)/launch/$$d; \
+	    $(PY) -m pip install -q --no-deps --target $(VENV)/launch/$$d $(LAUNCH_WHEELS)/$$d/*.whl $(PIP_QUIET); done; \
+	  rm -rf $(VENV)/launch/shim-src; cp -r $(LAUNCH_WHEELS)/composition_interfaces_shim $(VENV)/launch/shim-src; \
+	  chmod -R u+w $(VENV)/launch/shim-src; rm -rf $(VENV)/launch/shim-src/build $(VENV)/launch/shim-src/*.egg-info; \
+	  $(PY) -m pip install -q -c $(CONSTRAINTS) osrf-pycommon lark packaging pyyaml $(VENV)/launch/shim-src $(PIP_QUIET); \
+	fi
 	touch $@
 
 demo: venv

@@ -22,10 +22,14 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
     return entries
 
 
-ros_wheels = [
-    "ros-rclpy", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs", "ros-std-srvs",
-    "ros-diagnostic-msgs", "ros-rosgraph-msgs", "ros-lifecycle-msgs", "ros-rmw-fastrtps-cpp",
+# rclpy and the message packages the node uses, as PyPI wheels. `ros` is Kilted (the `ros-*` names);
+# `ros-jazzy` is the same set from Jazzy's `ros-jazzy-*` wheels (rclpy 7.1.x).
+ros_packages = [
+    "rclpy", "std-msgs", "sensor-msgs", "geometry-msgs", "std-srvs",
+    "diagnostic-msgs", "rosgraph-msgs", "lifecycle-msgs", "rmw-fastrtps-cpp",
 ]
+ros_wheels = ["ros-" + name for name in ros_packages]
+ros_jazzy_wheels = ["ros-jazzy-" + name for name in ros_packages]
 
 setup(
     name=package_name,
@@ -45,6 +49,7 @@ setup(
         "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.0", "mujoco>=3.1", "tqdm>=4.60",
                   "matplotlib>=3.7", "imageio>=2.30", "imageio-ffmpeg>=0.5", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
         "ros": ros_wheels,
+        "ros-jazzy": ros_jazzy_wheels,
         "bags": ["rosbags>=0.10", "tqdm>=4.60", "matplotlib>=3.7"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.10", "colcon-common-extensions>=0.3"],
     },
