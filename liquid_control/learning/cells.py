@@ -5,7 +5,8 @@ Both modules take a time span per batch element (`dt` of shape (B, 1) per step),
 
 `to_params` exports a module into the canonical effective parameters of `core.cellmath` (masks and
 positivity constraints baked in), `from_params` builds a module back from them (torch runtime backend,
-checkpoints). Wirings are `ncps.wirings` objects; this module never re-implements them.
+checkpoints). Wired cells take `ncps.wirings` objects (the `ncps` extra); this module never re-implements
+them. An LTC given a neuron count uses `dense_wiring.DenseWiring`, ncps's FullyConnected without ncps.
 
 `dt_scale` (model time units per second, cellmath's cfg "dt_scale") is a plain attribute of both modules,
 1.0 unless set: `step` and `forward` multiply the given dt by it, so a module built by `from_params` takes
@@ -14,15 +15,18 @@ they were); `to_params` / `from_params` carry it.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ncps.wirings import FullyConnected, Wiring
 from torch import nn
 
 from liquid_control.core import cellmath
+from liquid_control.learning.dense_wiring import DenseWiring, is_wiring
+
+if TYPE_CHECKING:
+    from ncps.wirings import Wiring
 
 CFC_MODES = ("default", "pure", "no_gate")
 
@@ -36,7 +40,7 @@ _ACTIVATIONS = {"lecun_tanh": LeCunTanh, "tanh": nn.Tanh, "relu": nn.ReLU, "silu
 assert set(_ACTIVATIONS) == set(cellmath.ACTIVATIONS)
 
 
-def _build_wiring(wiring: Wiring, input_size: int) -> Wiring:
+def _build_wiring(wiring: "Wiring", input_size: int) -> "Wiring":
     # ncps wirings add synapses again on every build() call (NCP, Random, FullyConnected), so a wiring
     # that is already built (e.g. shared with an ncps module) must not be built a second time.
     if wiring.is_built():
@@ -177,7 +181,7 @@ class CfC(_Recurrent):
     output is the new state of the last layer; backbone options do not apply (ncps uses none when wired).
     """
 
-    def __init__(self, input_size: int, units: Union[int, Wiring], proj_size: Optional[int] = None,
+    def __init__(self, input_size: int, units: Union[int, "Wiring"], proj_size: Optional[int] = None,
                  mode: str = "default", activation: str = "lecun_tanh", backbone_units: int = 128,
                  backbone_layers: int = 1, backbone_dropout: float = 0.0):
         super().__init__()
@@ -186,9 +190,9 @@ class CfC(_Recurrent):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}")
         self.input_size, self.mode, self.activation = int(input_size), mode, activation
-        self.wiring: Optional[Wiring] = None
+        self.wiring: Optional["Wiring"] = None
         layers = []
-        if isinstance(units, Wiring):
+        if is_wiring(units):
             if (backbone_units, backbone_layers, backbone_dropout) != (128, 1, 0.0):
                 raise ValueError("backbone options do not apply to a wired CfC (ncps uses no backbone when wired)")
             wiring = self.wiring = _build_wiring(units, self.input_size)
@@ -260,7 +264,7 @@ class LTC(_Recurrent):
     The output is the first `motor_size` units through the output mapping, then the optional projection.
     """
 
-    def __init__(self, input_size: int, units: Union[int, Wiring], proj_size: Optional[int] = None,
+    def __init__(self, input_size: int, units: Union[int, "Wiring"], proj_size: Optional[int] = None,
                  ode_unfolds: int = 6, epsilon: float = 1e-8, implicit_constraints: bool = True,
                  input_mapping: Optional[str] = "affine", output_mapping: Optional[str] = "affine"):
         super().__init__()
@@ -269,7 +273,7 @@ class LTC(_Recurrent):
                              f"got {input_mapping!r}/{output_mapping!r}")
         if int(ode_unfolds) < 1:
             raise ValueError(f"ode_unfolds must be >= 1, got {ode_unfolds}")
-        wiring = units if isinstance(units, Wiring) else FullyConnected(int(units))
+        wiring = units if is_wiring(units) else DenseWiring(int(units))
         self.wiring = _build_wiring(wiring, int(input_size))
         self.input_size, self.state_size = int(input_size), wiring.units
         self.motor_size = wiring.output_dim
@@ -432,7 +436,7 @@ def from_params(cfg: dict[str, Any], params: dict[str, np.ndarray]) -> Union[CfC
     elif cfg["cell"] == "ltc":
         c = cfg["ltc"]
         n, m = cfg["state_size"], c["motor_size"]
-        module = LTC(cfg["input_size"], FullyConnected(n, output_dim=m), proj_size, c["ode_unfolds"], c["epsilon"],
+        module = LTC(cfg["input_size"], DenseWiring(n, output_dim=m), proj_size, c["ode_unfolds"], c["epsilon"],
                      implicit_constraints=False)
         g = lambda k: np.asarray(params[f"ltc.{k}"], np.float32)  # noqa: E731
         # Effective weights are used as they are; W * erev = Werev (erev is arbitrary where W is 0).

@@ -124,7 +124,14 @@ def build_cell(cfg: PPOConfig, obs_size: int, action_size: int) -> nn.Module:
     from liquid_control.learning import cells
 
     if cfg.wiring == "ncp":
-        from ncps.wirings import AutoNCP
+        try:
+            from ncps.wirings import AutoNCP
+        except ModuleNotFoundError as exc:
+            if exc.name != "ncps":
+                raise
+            from liquid_control.learning.dense_wiring import NCPS_HINT
+
+            raise TrainingError(f"wiring ncp (ncps AutoNCP) needs ncps: {NCPS_HINT}") from None
 
         if cfg.units < action_size + 3:
             raise TrainingError(f"an NCP wiring needs more than {action_size + 2} units, got {cfg.units}")
