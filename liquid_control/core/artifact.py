@@ -9,7 +9,13 @@ parameters, plus one metadata_props entry, key "liquid_control", holding a JSON 
      "spec_hash": "16 hex" | null, "robot": "cartpole" | null,
      "nominal_period": 0.04 | null,                              # seconds per control tick in training
      "obs_labels": [...], "action_labels": [...],
-     "provenance": {"command", "seed", "version", "created", "git_commit", ...}}
+     "provenance": {"command", "seed", "version", "created", "git_commit", ...},
+     "graph_sha256": "64 hex"}                                   # over the graph: nodes and initializers
+
+Reading verifies the file before any backend runs it, so no two backends can disagree on one file: the
+graph must be exactly the one onnx_graph builds from the stored config and weights (a node edited to scale
+the action would change what onnxruntime computes but not what numpy computes), its SHA-256 must match
+(byte flips in the weights), and nothing may live outside the file (ONNX external data is refused).
 
 Every backend loads this one file: numpy and torch take the parameters from the initializers, onnxruntime
 runs the graph itself.
@@ -39,6 +45,8 @@ from liquid_control.core.errors import ArtifactError
 from liquid_control.core.spec import RobotSpec, layout_difference, layout_hash
 
 META_KEY = "liquid_control"
+MAX_META_BYTES = 1 << 20            # the metadata JSON: a few KiB in practice
+MAX_META_DEPTH = 32
 FORMAT_VERSION = 2                  # the newest format this code writes
 READABLE_VERSIONS = (1, 2)
 CFC_MODES = ("default", "pure", "no_gate")
@@ -205,8 +213,9 @@ def write_artifact(path: str | Path, cfg: dict[str, Any], params: Params, *, spe
         "action_labels": list(spec.action.names) if spec is not None else None,
         "provenance": default_provenance(**(provenance or {})),
     }
-    model = build_model(cfg, {k: np.asarray(v, dtype=np.float32) for k, v in params.items()},
-                        {META_KEY: json.dumps(meta, sort_keys=True)})
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+    meta["graph_sha256"] = graph_digest(build_model(cfg, arrays, {}).graph)
+    model = build_model(cfg, arrays, {META_KEY: json.dumps(meta, sort_keys=True)})
     data = model.SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -279,15 +288,17 @@ def read_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{path} is not an ONNX model (corrupt or another format: {type(exc).__name__})") from None
     if not data or not model.HasField("graph") or not model.graph.node:
         raise ArtifactError(f"{path} is not an ONNX model (no graph; corrupt or another format)")
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise ArtifactError(f"{path}: weights stored outside the file (ONNX external data: {external[0]!r}); "
+                            "a policy artifact is one self-contained file")
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise ArtifactError(f"{path} is an ONNX model but not a liquid_control policy (no '{META_KEY}' metadata)")
     try:
-        meta = json.loads(props[META_KEY])
-        if not isinstance(meta, dict):
-            raise ValueError("not an object")
+        meta = _parse_meta(props[META_KEY])
     except ValueError as exc:
-        raise ArtifactError(f"{path}: the '{META_KEY}' metadata is not valid JSON ({exc})") from None
+        raise ArtifactError(f"{path}: the '{META_KEY}' metadata {exc}") from None
     version = meta.get("format_version")
     if version not in READABLE_VERSIONS:
         raise ArtifactError(f"{path}: unknown artifact format_version {version!r} (this liquid_control reads "
@@ -300,13 +311,90 @@ def read_artifact(path: str | Path) -> Artifact:
                   for t in model.graph.initializer if t.name in wanted}
         check_params(cfg, params)
         _check_graph_dt_scale(cfg, model)
+        _check_graph_is_built_from(cfg, params, model)
     except ValueError as exc:
         raise ArtifactError(f"{path}: model inconsistent with its config: {exc}") from None
+    stored = meta.get("graph_sha256")
+    if stored is not None and stored != graph_digest(model.graph):
+        raise ArtifactError(f"{path}: the graph's SHA-256 is not the one recorded at export "
+                            "(the file was altered or corrupted); re-export the policy")
     names = {i.name for i in model.graph.input}, {o.name for o in model.graph.output}
     if names != ({"obs", "dt", "h_in"}, {"action", "h_out"}):
         raise ArtifactError(f"{path}: graph has inputs {sorted(names[0])} and outputs {sorted(names[1])}, "
                             "expected obs, dt, h_in -> action, h_out")
     return Artifact(path=path, cfg=cfg, params=params, meta=meta, model_bytes=data)
+
+
+def graph_digest(graph: Any) -> str:
+    """SHA-256 of an ONNX graph (nodes, initializers, inputs, outputs; not the model's metadata)."""
+    import hashlib
+
+    return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _meta_depth(value: Any, limit: int) -> int:
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        v, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return deepest
+
+
+def _parse_meta(text: str) -> dict[str, Any]:
+    """The metadata object, bounded in size and depth and typed field by field; ValueError says what is wrong."""
+    from liquid_control.core import checks
+    from liquid_control.core.errors import SpecError
+
+    if len(text) > MAX_META_BYTES:
+        raise ValueError(f"is larger than {MAX_META_BYTES} bytes")
+    try:
+        meta = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"is nested deeper than {MAX_META_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ValueError(f"is not valid JSON ({exc})") from None
+    if _meta_depth(meta, MAX_META_DEPTH) > MAX_META_DEPTH:
+        raise ValueError(f"is nested deeper than {MAX_META_DEPTH} levels")
+    if not isinstance(meta, dict):
+        raise ValueError("is not a JSON object")
+    optional = {"layout": dict, "spec_hash": str, "obs_labels": list, "action_labels": list, "provenance": dict,
+                "graph_sha256": str}
+    for key, kind in optional.items():
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise ValueError(f"field {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
+    try:
+        if meta.get("robot") is not None:
+            checks.name(meta["robot"], "robot")  # a name, never a path: replay looks the spec up by it
+        if meta.get("nominal_period") is not None:
+            checks.number(meta["nominal_period"], "nominal_period", low=0.0, low_open=True, high=3600.0)
+    except SpecError as exc:
+        raise ValueError(f"field {exc}") from None
+    return meta
+
+
+def _check_graph_is_built_from(cfg: dict[str, Any], params: Params, model: Any) -> None:
+    """The graph must be the one onnx_graph builds from this config and these weights, node for node."""
+    from liquid_control.core.onnx_graph import build_model
+
+    expected = build_model(cfg, params, {}).graph
+    if graph_digest(_without_name(model.graph)) != graph_digest(_without_name(expected)):
+        raise ValueError("the graph is not the one its config and weights imply (edited after export?)")
+
+
+def _without_name(graph: Any) -> Any:
+    import onnx
+
+    copy = onnx.GraphProto()
+    copy.CopyFrom(graph)
+    copy.name = ""
+    copy.doc_string = ""
+    return copy
 
 
 def _check_graph_dt_scale(cfg: dict[str, Any], model: Any) -> None:
