@@ -174,6 +174,12 @@ def _plot(path: Path, spec: Any, trace: dict[str, list], records: list[dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
+    # What the plot and the sim bridge (a child process) need, imported first: a missing pip extra is one
+    # line (liquid_control.cli.main) before anything starts, not after the run.
+    import matplotlib  # noqa: F401
+    import mujoco  # noqa: F401
+    import rclpy  # noqa: F401
+
     from liquid_control.core.spec import load_spec
 
     spec = load_spec(args.robot)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from liquid_control.cli.extras import missing_module_line
 from liquid_control.core.errors import LiquidControlError
 
 # name -> one-line help. Kept here (not read from the modules) so `--help` imports nothing heavy.
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(only=command)
     except ModuleNotFoundError as exc:
-        print(f"liquid-control {command}: not available here ({exc})", file=sys.stderr)
+        line = missing_module_line(exc, f"liquid-control {command}")
+        print(line or f"liquid-control {command}: not available here ({exc})", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     if args.command is None:
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(_module(args.command).run(args) or 0)
     except LiquidControlError as exc:
         print(f"liquid-control {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency (a pip extra) that is not installed
+        line = missing_module_line(exc, f"liquid-control {args.command}")
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"liquid-control {args.command}: interrupted", file=sys.stderr)
