@@ -7,7 +7,8 @@ CHECKPOINT formats:
     {"robot", "nominal_period", "provenance"}.
         np.savez(path, cfg=json.dumps(cfg), meta=json.dumps({"robot": "cartpole"}), **params)
   * `.pt` holding {"cfg": ..., "params": {name: array or tensor}, optional "robot", "nominal_period",
-    "provenance"}: the same content through torch.save.
+    "provenance"}: the same content through torch.save (tensors, arrays as tensors, plain data: it is
+    read with weights_only=True, so a file that needs code to unpickle is refused).
   * `.pt` training checkpoint written by `liquid-control train` (checkpoint.pt / best.pt: "config",
     "agent", "obs_rms", ...): the actor with its frozen observation statistics is exported.
 """
@@ -57,16 +58,13 @@ def _to_numpy(v: Any) -> np.ndarray:
 
 def _load_pt(path: Path) -> dict[str, Any]:
     try:
-        import torch
+        import torch  # noqa: F401  (only: is it installed?)
     except ImportError:
         raise ArtifactError(f"{path}: reading .pt files needs torch (pip install 'liquid_control[train]'); "
                             "a .npz checkpoint needs only numpy") from None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises pickle/zip errors of many types
-        raise ArtifactError(f"cannot read {path} as a torch checkpoint: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    if not isinstance(ckpt, dict):
-        raise ArtifactError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint dict")
+    from liquid_control.learning.train_utils import load_checkpoint as load_torch_checkpoint
+
+    ckpt = load_torch_checkpoint(path)  # weights_only: a crafted pickle is refused, never run
     if "cfg" in ckpt and "params" in ckpt:
         return {**ckpt, "params": {k: _to_numpy(v) for k, v in ckpt["params"].items()}}
     if {"config", "agent", "obs_rms"} <= set(ckpt):

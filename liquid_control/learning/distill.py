@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from liquid_control.learning.train_utils import (success_return, CSVLog, RunningMeanStd, TrainingError, make_env,
+from liquid_control.learning.train_utils import (success_return, save_checkpoint, CSVLog, RunningMeanStd, TrainingError, make_env,
                                                  nominal_dt, plot_learning_curve)
 
 
@@ -196,7 +196,7 @@ def distill(cfg: DistillConfig, out: Path, *, command: str = "", progress: bool 
         e.close()
     student.load_state_dict(best[1]["actor"])
     rms.load_state_dict(best[1]["rms"])
-    torch.save({"config": asdict(cfg), "actor": student.state_dict(), "obs_rms": rms.state_dict()}, out / "student.pt")
+    save_checkpoint(out / "student.pt", {"config": asdict(cfg), "actor": student.state_dict(), "obs_rms": rms.state_dict()})
     artifact = export_agent(agent, rms, out / "policy.onnx", robot=cfg.robot, nominal_period=dt0, provenance={
         "command": command, "seed": cfg.seed, "algorithm": "DAgger distillation (liquid_control.learning.distill)",
         "teacher": str(cfg.teacher), "teacher_robot": teacher.robot, "env_steps": best[1]["step"],
