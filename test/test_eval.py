@@ -58,3 +58,12 @@ def test_bad_input_is_a_one_line_error(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("liquid-control eval: error:") and message in err and "\n" not in err
+
+
+def test_shipped_cartpole_imu_policy_meets_its_documented_return(tmp_path):
+    """policies/README.md: 993.1 over 20 episodes; the promise is a mean >= 950 (params file config/cartpole_imu.yaml)."""
+    out = tmp_path / "imu.json"
+    assert main(["eval", "--robot", "cartpole_imu", "--episodes", "20", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["model"] == str(default_policy_path("cartpole_imu"))
+    assert res["mean"] >= 950 and res["success_rate"] >= 0.9
