@@ -832,14 +832,3 @@ class BagWriter:
             self.close()
         else:
             self.abort()
-
-
-def write_file_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write a small output file (CSV, JSON) via a temporary sibling and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

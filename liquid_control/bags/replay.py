@@ -39,6 +39,7 @@ from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_n
 from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError, StepError
 from liquid_control.core.observation import Fault, ObservationAssembler
+from liquid_control.core.outputs import AtomicFile
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
 
 TICK_SOURCES = ("schedule", "recorded")
@@ -160,8 +161,8 @@ class CsvSink:
 
     def __init__(self, path: Path, spec: RobotSpec, state_size: int):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
-        self.f = open(self.tmp, "w", newline="")
+        self.out = AtomicFile(self.path, "w", newline="")
+        self.f = self.out.open()
         names = list(spec.action.names)
         cols = (["t", "fault"] + [f"obs:{label}" for label in spec.obs_labels()] + [f"action:{n}" for n in names]
                 + [f"command:{n}" for n in names] + [f"recorded:{n}" for n in names] + [f"h{i}" for i in range(state_size)])
@@ -176,11 +177,7 @@ class CsvSink:
         self.f.write(f"{values[0]!r},{fault}," + ",".join(map(repr, values[1:])) + "\n")
 
     def close(self, ok: bool) -> None:
-        self.f.close()
-        if ok:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        self.out.close(ok)
 
 
 class PlotSink:
@@ -245,10 +242,9 @@ class PlotSink:
         axes[-1].set_xlabel("bag time since first tick [s]")
         fig.suptitle(f"replay: {spec.name} at {spec.rate_hz:g} Hz")
         fig.tight_layout()
-        tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}{self.path.suffix}")
-        fig.savefig(tmp, dpi=110)
+        with AtomicFile(self.path, "wb") as f:
+            fig.savefig(f, dpi=110, format=self.path.suffix.lstrip(".").lower() or "png")
         plt.close(fig)
-        os.replace(tmp, self.path)
 
 
 class BagSink:

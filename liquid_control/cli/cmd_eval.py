@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from liquid_control.core.errors import LiquidControlError
+    from liquid_control.core.outputs import check_paths, write_file
     from liquid_control.core.policy import Policy
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise LiquidControlError(f"--episodes must be positive, got {args.episodes}")
     env_id(args.robot)  # an unknown robot is named as such, before looking for its policy
     model = args.model or default_policy_path(args.robot)
-    policy = Policy.load(model, backend=args.backend, spec=load_spec(args.robot))
+    spec = load_spec(args.robot)
+    check_paths({"--json": args.json, "--video": args.video}, {"MODEL": model, "--robot": spec.source})
+    policy = Policy.load(model, backend=args.backend, spec=spec)
     res = run_episodes(policy, args.robot, episodes=args.episodes, seed=args.seed, dt_jitter=args.dt_jitter,
                        rate_scale=args.rate_scale, video=args.video,
                        env_kwargs={"timestep": args.timestep} if args.timestep else None)
@@ -51,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
           + (f", jitter ±{args.dt_jitter:.0%}" if args.dt_jitter else "")
           + (f", rate x{args.rate_scale:g}" if args.rate_scale != 1 else ""))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        write_file(args.json, json.dumps(res, indent=2) + "\n")
     if args.video:
         print(f"video: {args.video}")
     return 0

@@ -108,8 +108,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from liquid_control.core.artifact import read_artifact, write_artifact
+    from liquid_control.core.outputs import check_paths
     from liquid_control.core.spec import load_spec
 
+    check_paths({"--out": args.out}, {"CHECKPOINT": args.checkpoint})
     ckpt = load_checkpoint(args.checkpoint)
     robot = args.robot or ckpt.get("robot")
     spec = load_spec(robot) if robot else None

@@ -73,10 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.bags.io import check_bag_version
     from liquid_control.bags.replay import ReplayOptions, parse_remaps, replay
     from liquid_control.core.errors import LiquidControlError
+    from liquid_control.core.outputs import check_paths, write_file
     from liquid_control.core.policy import Policy
 
     bag_version = check_bag_version(args.bag_version) if args.out is not None else None
     spec, model = resolve(args.model, args.robot)
+    check_paths({"--out": args.out, "--csv": args.csv, "--plot": args.plot, "--json": args.json},
+                {"BAG": args.bag, "--model": model, "--robot": spec.source})
     if args.rate is not None:
         if not 1.0 <= args.rate <= 10000.0:
             raise LiquidControlError(f"--rate {args.rate:g} is outside 1..10000 Hz")
@@ -97,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
     for line in result.lines():
         print("  " + line)
     if args.json is not None:
-        from liquid_control.bags.io import write_file_atomic
-
         summary = {
             "bag": str(args.bag), "model": str(model), "robot": spec.name, "rate_hz": spec.rate_hz,
             "time_base": args.time_base, "ticks": result.ticks, "steps": result.steps,
@@ -109,5 +110,5 @@ def run(args: argparse.Namespace) -> int:
             "timing": result.timing, "padded": result.stats.padded, "damage": result.stats.damage, "notes": result.notes + result.stats.notes,
             "outputs": {k: str(v) for k, v in result.outputs.items()},
         }
-        write_file_atomic(args.json, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        write_file(args.json, json.dumps(summary, indent=2, allow_nan=True) + "\n")
     return 0

@@ -62,6 +62,17 @@ def regular_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 class AtomicFile:
     """`with AtomicFile(path, "w") as f: f.write(...)`: the target appears complete or not at all.
 
@@ -78,6 +89,13 @@ class AtomicFile:
         self._file: IO | None = None
 
     def __enter__(self) -> IO:
+        return self.open()
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.close(ok=exc_type is None)
+
+    def open(self) -> IO:
+        """Create the private temporary file and return it open for writing."""
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -88,19 +106,15 @@ class AtomicFile:
         self._file = os.fdopen(fd, self._mode, **self._kwargs)
         return self._file
 
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+    def close(self, ok: bool) -> None:
+        """Rename the finished file over the target (ok), or remove it (not ok)."""
         assert self._file is not None and self.tmp is not None
         self._file.close()
-        if exc_type is None:
-            self.commit()
-        else:
+        if not ok:
             self.tmp.unlink(missing_ok=True)
-
-    def commit(self) -> None:
-        umask = os.umask(0)
-        os.umask(umask)
+            return
         try:
-            os.chmod(self.tmp, 0o666 & ~umask)
+            os.chmod(self.tmp, 0o666 & ~_umask())
             os.replace(self.tmp, self.path)
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
