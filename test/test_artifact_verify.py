@@ -117,3 +117,13 @@ def test_unchanged_copy_still_loads(tmp_path):
     a, b = Policy.load(tmp_path / "copy.onnx", backend="numpy"), Policy.load(tmp_path / "copy.onnx", backend="onnxruntime")
     obs = np.array([0.01, 0.02, -0.1, 0.05], dtype=np.float32)
     np.testing.assert_allclose(a.step(obs, 0.04), b.step(obs, 0.04), atol=1e-5)
+
+
+def test_non_regular_model_files_are_refused_before_reading(tmp_path):
+    import os
+
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ArtifactError, match="is not a regular file"):
+            read_artifact(path)

@@ -45,6 +45,7 @@ from liquid_control.core.errors import ArtifactError
 from liquid_control.core.spec import RobotSpec, layout_difference, layout_hash
 
 META_KEY = "liquid_control"
+MAX_MODEL_BYTES = 256 << 20        # a CfC of 1,000 units is a few MiB
 MAX_META_BYTES = 1 << 20            # the metadata JSON: a few KiB in practice
 MAX_META_DEPTH = 32
 FORMAT_VERSION = 2                  # the newest format this code writes
@@ -273,15 +274,20 @@ def read_artifact(path: str | Path) -> Artifact:
     import onnx
     from onnx import numpy_helper
 
+    from liquid_control.core.errors import LiquidControlError
+    from liquid_control.core.outputs import regular_file
+
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"policy file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"policy path {path} is a directory, not a model file") from None
+        regular_file(path, "policy file")  # a FIFO or /dev/zero would be read forever
+        with path.open("rb") as f:
+            data = f.read(MAX_MODEL_BYTES + 1)
+    except LiquidControlError as exc:
+        raise ArtifactError(str(exc)) from None
     except OSError as exc:
         raise ArtifactError(f"cannot read policy file {path}: {exc.strerror}") from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise ArtifactError(f"policy file {path} is larger than {MAX_MODEL_BYTES >> 20} MiB; not a liquid policy")
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish errors vary by version
