@@ -24,7 +24,8 @@ import yaml
 from ros_helpers import REPO, NodeProcess, Probe, lifecycle_state
 
 LAUNCH_ROOT = Path(sys.prefix) / "launch"
-VERSIONS = sorted(p.name for p in LAUNCH_ROOT.iterdir() if p.is_dir()) if LAUNCH_ROOT.is_dir() else []
+# A release is a folder holding a `launch` package (other folders there, e.g. a shim's sources, are not).
+VERSIONS = sorted(p.parent.name for p in LAUNCH_ROOT.glob("*/launch") if p.is_dir())
 RUNNER = REPO / "test" / "launch_runner.py"
 CONTROLLER = "liquid_controller"
 HINGE_LIMIT = 0.2  # rad: the cart-pole task's failure bound (liquid_control/sim/tasks.py, as `make demo` judges)

@@ -100,7 +100,7 @@ def test_controllers_yaml_fits_the_spec(path, robot):
 
     for node, section in controllers.items():
         assert set(section) == {"ros__parameters"}, f"{node}: {set(section)}"
-        assert parameter_dict_from_yaml_file(str(path), target_nodes=[f"/{node}"])
+        assert parameter_dict_from_yaml_file(str(path), target_nodes=[node])
 
 
 def test_a_mismatch_is_named():
