@@ -46,8 +46,11 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
     else:
         robot = args.robot or "cartpole"
         params = share_dir() / "config" / f"{Path(robot).stem}.yaml"
-    if not params.is_file():
-        raise LiquidControlError(f"params file {params} does not exist")
+    from liquid_control.ros.params_file import check_files
+
+    problem = check_files([str(params)])  # before ROS starts: one line with file and line
+    if problem:
+        raise LiquidControlError(problem)
     overrides = {"robot": args.robot, "model": args.model, "backend": args.backend,
                  "rate_hz": None if args.rate is None else float(args.rate),
                  "use_sim_time": "true" if args.use_sim_time else None,

@@ -34,10 +34,26 @@ def init_and_create(factory: Any, name: str, args: list[str] | None) -> Any | No
 
     from liquid_control.core.errors import LiquidControlError
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    from liquid_control.ros import params_file
+
+    files = params_file.params_files(sys.argv if args is None else args)
+    problem = params_file.check_files(files)
+    if problem:
+        print(f"{name}: {problem}", file=sys.stderr)
+        return None
     try:
-        return factory()
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rclpy's RCLError: a params file or argument rcl refuses
+        print(f"{name}: {params_file.explain_rcl_error(exc)}", file=sys.stderr)
+        return None
+    try:
+        node = factory()
     except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return None
+    for f, keys in params_file.unmatched_sections(files, node.get_fully_qualified_name()):
+        node.get_logger().warning(
+            f"params file {f} has no section for this node ({node.get_fully_qualified_name()} or /**), only "
+            f"{', '.join(keys) or 'none'}: none of its parameters apply; going on with the defaults")
+    return node
