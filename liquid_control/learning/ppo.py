@@ -127,7 +127,7 @@ def build_cell(cfg: PPOConfig, obs_size: int, action_size: int) -> nn.Module:
         try:
             from ncps.wirings import AutoNCP
         except ModuleNotFoundError as exc:
-            if exc.name != "ncps":
+            if (exc.name or "").partition(".")[0] != "ncps":
                 raise
             from liquid_control.learning.dense_wiring import NCPS_HINT
 
