@@ -61,7 +61,7 @@ def test_bad_input_is_a_one_line_error(capsys, argv, message):
 
 
 def test_shipped_cartpole_imu_policy_meets_its_documented_return(tmp_path):
-    """policies/README.md: 993.1 over 20 episodes; the promise is a mean >= 950 (params file config/cartpole_imu.yaml)."""
+    """policies/README.md: 1000 over 20 episodes; the promise is a mean >= 950 (params file config/cartpole_imu.yaml)."""
     out = tmp_path / "imu.json"
     assert main(["eval", "--robot", "cartpole_imu", "--episodes", "20", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
