@@ -324,6 +324,12 @@ def read_artifact(path: str | Path) -> Artifact:
     if stored is not None and stored != graph_digest(model.graph):
         raise ArtifactError(f"{path}: the graph's SHA-256 is not the one recorded at export "
                             "(the file was altered or corrupted); re-export the policy")
+    from liquid_control.core.onnx_graph import IR_VERSION, OPSET
+
+    opsets = [(o.domain, o.version) for o in model.opset_import]
+    if model.ir_version != IR_VERSION or opsets != [("", OPSET)]:
+        raise ArtifactError(f"{path}: ONNX IR version {model.ir_version} and opsets {opsets}, expected IR "
+                            f"{IR_VERSION} and opset {OPSET} as exported (edited or corrupted)")
     names = {i.name for i in model.graph.input}, {o.name for o in model.graph.output}
     if names != ({"obs", "dt", "h_in"}, {"action", "h_out"}):
         raise ArtifactError(f"{path}: graph has inputs {sorted(names[0])} and outputs {sorted(names[1])}, "

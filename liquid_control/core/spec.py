@@ -207,7 +207,7 @@ def _parse_obs(i: int, raw: Any) -> ObsEntry:
     raw = checks.mapping(raw, where, _OBS_KEYS, required=("topic", "type", "field"))
     topic = checks.topic(raw["topic"], f"{where}.topic")
     msg_type = _canonical_type(checks.text(raw["type"], f"{where}.type"))
-    fld = raw["field"]
+    fld = checks.text(raw["field"], f"{where}.field")
     if msg_type not in OBS_FIELDS:
         raise SpecError(f"{where}: unsupported message type {msg_type!r}; supported: {sorted(OBS_FIELDS)}")
     fields = OBS_FIELDS[msg_type]
