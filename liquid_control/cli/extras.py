@@ -12,9 +12,13 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "ncps": "ncps",
     "onnx": "", "onnxruntime": "", "numpy": "", "yaml": "",  # base requirements: a broken install
 }
+# Modules that the `bags` extra installs as well (the plots and progress bars of the bag tools): for the
+# commands of that extra, the hint names it rather than `train`.
+BAGS_ALSO = {"matplotlib", "tqdm"}
+BAG_COMMANDS = {"replay", "play", "record"}
 
 
-def missing_module_line(exc: ModuleNotFoundError, what: str) -> str | None:
+def missing_module_line(exc: ModuleNotFoundError, what: str, command: str | None = None) -> str | None:
     """One line saying which module is missing and how to install it; None for a module that is not a
     third-party dependency (a bug of ours: the caller lets the traceback through)."""
     cause: BaseException | None = exc
@@ -23,6 +27,6 @@ def missing_module_line(exc: ModuleNotFoundError, what: str) -> str | None:
     top = (getattr(cause, "name", None) or "").split(".")[0]
     if top not in EXTRA_OF_MODULE:
         return None
-    extra = EXTRA_OF_MODULE[top]
+    extra = "bags" if top in BAGS_ALSO and command in BAG_COMMANDS else EXTRA_OF_MODULE[top]
     install = f"pip install 'liquid_control[{extra}]'" if extra else "reinstall liquid_control (pip install liquid_control)"
     return f"{what}: needs the Python module '{top}', which is not installed here ({install})"

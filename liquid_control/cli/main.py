@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(only=command)
     except ModuleNotFoundError as exc:
-        line = missing_module_line(exc, f"liquid-control {command}")
+        line = missing_module_line(exc, f"liquid-control {command}", command)
         print(line or f"liquid-control {command}: not available here ({exc})", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liquid-control {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:  # an optional dependency (a pip extra) that is not installed
-        line = missing_module_line(exc, f"liquid-control {args.command}")
+        line = missing_module_line(exc, f"liquid-control {args.command}", args.command)
         if line is None:
             raise
         print(line, file=sys.stderr)
