@@ -26,8 +26,10 @@ Only the bags layer imports this (rosbags is an optional dependency: the `bags` 
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sqlite3
 import struct
 import tempfile
 from collections import Counter
@@ -36,8 +38,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from liquid_control.bags import census as bag_census
 from liquid_control.bags import versions as bag_versions
 from liquid_control.core.errors import LiquidControlError
+from liquid_control.core.outputs import regular_file
+from liquid_control.core.yamlfile import load_yaml
 
 try:
     from rosbags.interfaces import (
@@ -71,14 +76,16 @@ DISTROS: dict[str, Stores] = {
 DEFAULT_DISTRO = "kilted"
 
 # Errors that the storage back ends raise on damaged data while reading (sqlite via apsw, MCAP via
-# struct/zstd/lz4); caught only around storage reads.
+# struct/zstd/lz4; rosbags' record parsing meets a cut record as ord(b'') -> TypeError, an unknown schema
+# encoding or id as KeyError); caught only around storage reads.
+_DAMAGE_ERRORS = (ReaderError, struct.error, EOFError, ValueError, OSError, TypeError, KeyError, IndexError,
+                  OverflowError)
 try:
     import apsw as _apsw
 
-    _STORAGE_ERRORS: tuple[type[BaseException], ...] = (ReaderError, _apsw.Error, struct.error, EOFError,
-                                                          ValueError, OSError)
+    _STORAGE_ERRORS: tuple[type[BaseException], ...] = (*_DAMAGE_ERRORS, _apsw.Error)
 except ModuleNotFoundError:  # pragma: no cover
-    _STORAGE_ERRORS = (ReaderError, struct.error, EOFError, ValueError, OSError)
+    _STORAGE_ERRORS = _DAMAGE_ERRORS
 
 
 def normalize_topic(name: str) -> str:
@@ -261,6 +268,7 @@ class ReadStats:
     decoded: int = 0
     padded: int = 0  # decoded with trailing rmw padding
     skipped: Counter = field(default_factory=Counter)  # (topic, reason) -> count
+    by_topic: Counter = field(default_factory=Counter)  # topic -> messages read
     damage: str | None = None  # what a recovering read found damaged (and what it did about it)
     notes: list[str] = field(default_factory=list)
 
@@ -309,11 +317,50 @@ def _mcap_intact_end(bio: Any, data_start: int, size: int) -> tuple[int, int]:
     return pos, records
 
 
+class _BoundedFile(io.BufferedReader):
+    """A storage file whose reads never ask for more bytes than the file has left: a corrupt length
+    field (say 2**62) then reads as a truncated record, which rosbags reports (ReaderError), instead of
+    allocating that many bytes first (MemoryError)."""
+
+    def __init__(self, path: Path):
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = os.fstat(self.fileno()).st_size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(0, self.size - self.tell()))
+        return super().read(n)
+
+
 class _RecoveringMcapReader(McapReader):
     """An MCAP reader that, when the file has no valid footer (cut while recording), reads the
-    complete records before the cut instead of refusing the file."""
+    complete records before the cut instead of refusing the file. Every read is bounded by the file
+    size (_BoundedFile). `census_source` says where its message counts come from."""
 
     recover = True
+    census_source = "MCAP records"
+
+    def open(self) -> None:
+        try:
+            self.bio = _BoundedFile(self.path)
+        except OSError as err:
+            raise ReaderError(f"Could not open file {str(self.path)!r}: {err.strerror}.") from err
+        try:
+            self._open()
+        except BaseException:
+            try:
+                self.close()
+            except Exception:
+                pass
+            raise
+
+    def read_index(self) -> None:
+        super().read_index()
+        self.census_source = "MCAP summary statistics" if self.statistics is not None else "MCAP chunk indexes"
+
+    def meta_scan(self) -> None:
+        super().meta_scan()
+        self.census_source = "MCAP record scan"
 
     def _open(self) -> None:
         self.damage: str | None = None
@@ -381,15 +428,17 @@ class _StrictMcapReader(_RecoveringMcapReader):
 
 class _RecoveringSqlite3Reader(Sqlite3Reader):
     """A sqlite3 reader that, when the database is malformed, salvages every readable row into a
-    temporary database (beside the system's temp files: bounded memory) and reads that instead.
+    temporary database and reads that instead.
 
-    Rows are copied in id (= recording) order; a damaged page stops the scan, which resumes at the
-    first id that reads again, so the rows of the damaged pages are lost and counted, the rest kept.
+    The copy holds recorded data, so it is private: a fresh 0700 folder (mkdtemp) in the system's temp
+    folder, removed on close and on every failure. Rows are copied in id (= recording) order; a damaged
+    page stops the scan, which resumes at the first id that reads again, so the rows of the damaged
+    pages are lost and counted, the rest kept.
     """
 
     def open(self) -> None:
         self.damage: str | None = None
-        self._tmp: Path | None = None
+        self._tmpdir: str | None = None
         try:
             super().open()
             return
@@ -398,50 +447,73 @@ class _RecoveringSqlite3Reader(Sqlite3Reader):
                 raise
             reason = _explain(exc).split(": ")[-1]
         source = self.path
-        self._tmp = Path(tempfile.gettempdir()) / f"liquid_control-salvage-{os.getpid()}-{id(self)}.db3"
-        kept, lost, ranges = _salvage_sqlite(Path(source), self._tmp)
-        self.path = self._tmp
-        super().open()
-        self.path = source
+        self._tmpdir = tempfile.mkdtemp(prefix="liquid_control-salvage-")
+        try:
+            kept, lost, ranges = _salvage_sqlite(Path(source), Path(self._tmpdir) / "salvaged.db3")
+            self.path = Path(self._tmpdir) / "salvaged.db3"
+            super().open()
+        except BaseException:
+            self._remove_copy()
+            raise
+        finally:
+            self.path = source
         where = ", ".join(f"{a}..{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
         self.damage = (f"{source}: {reason}; salvaged {kept} messages, {lost} unreadable (message ids {where})")
         self.lost = lost
 
+    def _remove_copy(self) -> None:
+        tmp, self._tmpdir = getattr(self, "_tmpdir", None), None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def close(self) -> None:
         try:
-            super().close()
+            if getattr(self, "dbconn", None) is not None:
+                super().close()
         finally:
-            if getattr(self, "_tmp", None) is not None:
-                self._tmp.unlink(missing_ok=True)
+            self._remove_copy()
 
 
 def _salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tuple[int, int, list[tuple[int, int]]]:
     """Copy the readable part of a damaged rosbag2 sqlite3 file into a new one. Returns (rows kept,
-    rows lost, lost id ranges). The small tables (schema, topics, definitions) must read whole."""
-    import sqlite3
-
-    src = _apsw.Connection(f"file:{source}?immutable=1", flags=_apsw.SQLITE_OPEN_READONLY | _apsw.SQLITE_OPEN_URI)
+    rows lost, lost id ranges). The small tables (schema, topics, definitions) must read whole; a row
+    that the damage duplicated or that breaks a constraint is counted lost, never an error."""
+    try:
+        src = _apsw.Connection(f"file:{source}?immutable=1", flags=_apsw.SQLITE_OPEN_READONLY | _apsw.SQLITE_OPEN_URI)
+    except _apsw.Error as exc:
+        raise BagError(f"{source}: damaged beyond recovery ({_explain(exc)})") from None
     dst = sqlite3.connect(dest)
     try:
         try:
             tables = list(src.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            if "messages" not in {name for name, _ in tables}:
+                raise BagError(f"{source}: damaged beyond recovery (no messages table left)")
             for name, sql in tables:
+                if name.startswith("sqlite_"):
+                    continue  # sqlite's own tables (sqlite_sequence) are made by the schema
                 dst.execute(sql)
                 if name != "messages":
                     rows = list(src.execute(f'SELECT * FROM "{name}"'))
                     if rows:
-                        dst.executemany(f'INSERT INTO "{name}" VALUES ({",".join("?" * len(rows[0]))})', rows)
+                        dst.executemany(f'INSERT OR IGNORE INTO "{name}" VALUES ({",".join("?" * len(rows[0]))})', rows)
             max_id = next(iter(src.execute("SELECT max(id) FROM messages")))[0] or 0
-        except _apsw.Error as exc:
+        except (_apsw.Error, sqlite3.Error) as exc:
             raise BagError(f"{source}: damaged beyond recovery (its schema or topic tables do not read: "
                            f"{_explain(exc)})") from None
+        if not isinstance(max_id, int):
+            raise BagError(f"{source}: damaged beyond recovery (message ids are not integers)")
         kept, lost, ranges, next_id = 0, 0, [], 1
+        insert = "INSERT OR IGNORE INTO messages (id, topic_id, timestamp, data) VALUES (?, ?, ?, ?)"
         while next_id <= max_id:
             try:
                 for row in src.execute("SELECT id, topic_id, timestamp, data FROM messages WHERE id >= ? ORDER BY id",
                                        (next_id,)):
-                    dst.execute("INSERT INTO messages (id, topic_id, timestamp, data) VALUES (?, ?, ?, ?)", row)
-                    kept += 1
+                    try:
+                        ok = dst.execute(insert, row).rowcount == 1
+                    except sqlite3.Error:  # a value of the wrong type for its column
+                        ok = False
+                    kept += ok
+                    lost += not ok
                     next_id = row[0] + 1
                 break
             except _apsw.Error:
@@ -457,20 +529,76 @@ def _salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tu
                     probes += 1
                 ranges.append((first_bad, next_id - 1))
                 lost += next_id - first_bad
-        dst.execute("CREATE INDEX IF NOT EXISTS timestamp_idx ON messages (timestamp ASC)")
-        dst.commit()
+        try:
+            dst.execute("CREATE INDEX IF NOT EXISTS timestamp_idx ON messages (timestamp ASC)")
+            dst.commit()
+        except sqlite3.Error as exc:
+            raise BagError(f"{source}: damaged beyond recovery ({_explain(exc)})") from None
         return kept, lost, ranges
     finally:
         dst.close()
         src.close()
 
 
-class _RecoveringDirectoryReader(DirectoryReader):
+class _TolerantDirectoryReader(DirectoryReader):
+    """rosbags' reader of a bag directory, matching metadata.yaml's topics to the storage files' by
+    name and type only. rosbags also requires the offered QoS profiles and type hashes to be equal, and
+    silently yields nothing for a topic whose metadata.yaml entry differs from the file's; rosbag2 reads
+    such a bag (ros2 bag play offers metadata.yaml's profiles). `mismatches` names the differences."""
+
+    def mismatches(self) -> list[str]:
+        out = []
+        for conn in self.connections:
+            for s in self.storages:
+                for x in s.connections:
+                    if x.topic != conn.topic or x.msgtype != conn.msgtype:
+                        continue
+                    if x.ext != conn.ext:
+                        out.append(f"metadata.yaml's offered QoS profiles (or serialization) of {conn.topic} differ from "
+                                   f"those in {Path(s.path).name}; read all the same (rosbag2 does); playback offers "
+                                   "metadata.yaml's")
+                    if x.digest and conn.digest and x.digest != conn.digest:
+                        out.append(f"metadata.yaml's type hash of {conn.topic} differs from {Path(s.path).name}'s; "
+                                   "decoded with the definition stored in the file")
+        return list(dict.fromkeys(out))
+
+    def messages(self, connections: Any, start: int | None = None, stop: int | None = None) -> Iterator[Any]:
+        for storage in self.storages:
+            connmap = {}
+            for x in storage.connections:
+                conn = next((y for y in connections if y.topic == x.topic and y.msgtype == x.msgtype), None)
+                if conn is not None:
+                    connmap[x.id] = conn
+            storage_conns = [x for x in storage.connections if x.id in connmap]
+            if not storage_conns:
+                continue
+            if self.metadata.compression_mode == "message":
+                from rosbags.rosbag2.reader import zstd
+
+                for sc, t_ns, data in storage.messages(storage_conns, start, stop):
+                    yield connmap[sc.id], t_ns, zstd.decompress(data)
+            else:
+                for sc, t_ns, data in storage.messages(storage_conns, start, stop):
+                    yield connmap[sc.id], t_ns, data
+
+
+class _RecoveringDirectoryReader(_TolerantDirectoryReader):
     STORAGE_PLUGINS = {"mcap": _RecoveringMcapReader, "sqlite3": _RecoveringSqlite3Reader}
 
 
-class _StrictDirectoryReader(DirectoryReader):
+class _StrictDirectoryReader(_TolerantDirectoryReader):
     STORAGE_PLUGINS = {"mcap": _StrictMcapReader, "sqlite3": Sqlite3Reader}
+
+
+def _census_source(storage: Any) -> str:
+    return getattr(storage, "census_source", None) or ("sqlite3 rows" if isinstance(storage, Sqlite3Reader) else "storage")
+
+
+def _regular(path: Path, what: str) -> None:
+    try:
+        regular_file(path, what)
+    except LiquidControlError as exc:
+        raise BagError(str(exc)) from None
 
 
 def _explain(exc: BaseException) -> str:
@@ -486,6 +614,13 @@ class BagReader:
     distro: whose message definitions decode topics the bag stores no definition for.
     recover: read up to damage (a cut MCAP, a damaged sqlite page) instead of raising; the damage
     is reported in `stats.damage`.
+
+    What the bag says it holds is taken twice (bags/census.py): `metadata_census` (metadata.yaml, for a
+    bag directory) and `storage_census` (the storage's own counts); where they differ it is noted in
+    `stats.notes`, the bag's span (start_ns, end_ns) and topic counts are the storage's, and
+    `shortfall(topics)` names the topics of which a whole read got fewer messages than either says.
+    Only regular files are opened (a FIFO or a device as the bag, its metadata.yaml or a storage file
+    is refused before anything is read).
     """
 
     def __init__(self, path: str | Path, *, distro: str | None = None, recover: bool = False):
@@ -493,8 +628,12 @@ class BagReader:
         self.recover = recover
         self.stats = ReadStats()
         self._storage = None
+        self.metadata_census: bag_census.Census | None = None
+        self.storage_census: bag_census.Census | None = None
         self._open()
         try:
+            self._check_connections()
+            self._take_census()
             self.typestore, notes = bag_typestore(self._storage.connections, distro or self._distro())
         except BaseException:
             self.close()
@@ -509,18 +648,19 @@ class BagReader:
             if conn.topic in self.topics:  # one topic recorded with two types: keep the first, say so
                 self.stats.notes.append(f"topic {conn.topic} has several types; using {self.topics[conn.topic].msgtype}")
                 continue
-            self.topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, conn.msgcount,
+            count = conn.msgcount if self.storage_census is None else self.storage_census.counts.get(conn.topic, 0)
+            self.topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, count,
                                                tuple(conn.ext.offered_qos_profiles), conn)
 
     # --- opening ---------------------------------------------------------------------------------
     def _open(self) -> None:
         p = self.path
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise BagError(f"bag {p} does not exist")
         if p.is_dir():
-            if (p / "metadata.yaml").exists():
+            if (p / "metadata.yaml").exists() or (p / "metadata.yaml").is_symlink():
                 cls = _RecoveringDirectoryReader if self.recover else _StrictDirectoryReader
-                self.storage = str(self._metadata_storage(p))
+                self.storage = self._check_metadata(p)
                 storage = cls(p)
             else:
                 files = sorted(f for f in p.iterdir() if f.suffix in _SUFFIX)
@@ -529,7 +669,8 @@ class BagReader:
                     raise BagError(f"{p} is not a rosbag2 bag: no metadata.yaml and {what}")
                 self.stats.notes.append(f"{p} has no metadata.yaml (recording not closed?); read {files[0].name} directly")
                 self.path = p = files[0]
-        if p.is_file():
+        if not p.is_dir():
+            _regular(p, "bag file")
             if p.suffix not in _SUFFIX:
                 raise BagError(f"{p} is not a rosbag2 file: expected a bag directory, .mcap or .db3")
             self.storage = _SUFFIX[p.suffix]
@@ -541,7 +682,7 @@ class BagReader:
             storage.open()
         except FileNotFoundError as exc:
             raise BagError(f"bag {p}: {_explain(exc)}") from None
-        except (*_STORAGE_ERRORS, KeyError, TypeError) as exc:
+        except (*_STORAGE_ERRORS, AttributeError, sqlite3.Error, RecursionError) as exc:
             hint = self._hint(exc)
             raise BagError(f"cannot read bag {p}: {_explain(exc)}{hint}") from None
         self._storage = storage
@@ -565,14 +706,65 @@ class BagReader:
         return ""
 
     @staticmethod
-    def _metadata_storage(p: Path) -> str:
+    def _check_metadata(p: Path) -> str:
+        """Before rosbags reads a bag directory: metadata.yaml and the storage files it names are
+        regular files, metadata.yaml is bounded YAML (size, alias expansion) of the right shape.
+        Returns the storage identifier."""
+        meta = p / "metadata.yaml"
+        _regular(meta, "bag metadata")
         try:
-            import yaml
+            data = load_yaml(meta, "bag metadata")
+        except LiquidControlError as exc:
+            raise BagError(str(exc)) from None
+        info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+        if not isinstance(info, dict):
+            raise BagError(f"bag metadata {meta}: no rosbag2_bagfile_information mapping")
+        files = info.get("relative_file_paths")
+        if not isinstance(files, list) or not all(isinstance(f, str) and f.strip() for f in files):
+            raise BagError(f"bag metadata {meta}: relative_file_paths is not a list of file names")
+        for name in files:
+            f = p / Path(name).name  # as rosbags and rosbag2 resolve it: inside the bag directory
+            if f.exists() or f.is_symlink():
+                _regular(f, "bag file")
+        return str(info.get("storage_identifier", "?"))
 
-            info = yaml.safe_load((p / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-            return str(info.get("storage_identifier", "?"))
-        except Exception:
-            return "?"
+    def _check_connections(self) -> None:
+        """Damage can leave a topic without a name or type, or a count or time that is not a number."""
+        storage = self._storage
+        for s in [storage, *getattr(storage, "storages", [])]:
+            for c in s.connections:
+                if not isinstance(c.topic, str) or not isinstance(c.msgtype, str) or not isinstance(c.msgcount, int):
+                    raise BagError(f"cannot read bag {self.path}: damaged topic table (topic {c.topic!r}, type "
+                                   f"{c.msgtype!r}, {c.msgcount!r} messages)")
+            meta = s.metadata
+            if not all(isinstance(v, int) for v in (meta.start_time, meta.end_time, meta.message_count)):
+                raise BagError(f"cannot read bag {self.path}: damaged time or count (start {meta.start_time!r}, "
+                               f"end {meta.end_time!r}, {meta.message_count!r} messages)")
+
+    def _take_census(self) -> None:
+        storage = self._storage
+        storages = getattr(storage, "storages", None)
+        if storages is None:
+            parts = [storage]
+        else:
+            meta = storage.metadata
+            self.metadata_census = bag_census.census("metadata.yaml", storage.connections, meta.start_time, meta.end_time)
+            parts = list(storages)
+        counts = [bag_census.census(_census_source(s), s.connections, s.metadata.start_time, s.metadata.end_time)
+                  for s in parts]
+        self.storage_census = bag_census.merge(" + ".join(dict.fromkeys(c.source for c in counts)), counts)
+        if self.metadata_census is not None and self.storage_census is not None:
+            lines = bag_census.disagreements(self.metadata_census, self.storage_census)
+            if lines:
+                self.stats.notes.append("metadata.yaml disagrees with the storage (read by the storage): " + "; ".join(lines))
+        if isinstance(storage, _TolerantDirectoryReader):
+            self.stats.notes += storage.mismatches()
+
+    def shortfall(self, topics: Iterable[str]) -> list[str]:
+        """For topics read whole: a line per topic of which fewer messages were read than metadata.yaml
+        or the storage says the bag holds (empty: nothing was lost)."""
+        sources = [c for c in (self.metadata_census, self.storage_census) if c is not None]
+        return bag_census.shortfall(self.stats.by_topic, sources, [normalize_topic(t) for t in topics])
 
     def _distro(self) -> str | None:
         meta = getattr(self._storage, "metadata", None)
@@ -582,12 +774,19 @@ class BagReader:
     # --- facts -----------------------------------------------------------------------------------
     @property
     def start_ns(self) -> int:
-        return int(self._storage.metadata.start_time)
+        """The first message's log time, as the storage holds it (2**63 - 1 for an empty bag)."""
+        c = self.storage_census
+        if c is None:
+            return int(self._storage.metadata.start_time)
+        return bag_census.EMPTY_START if c.start_ns is None else c.start_ns
 
     @property
     def end_ns(self) -> int:
         """One past the last message's log time (0 for an empty bag)."""
-        return int(self._storage.metadata.end_time)
+        c = self.storage_census
+        if c is None:
+            return int(self._storage.metadata.end_time)
+        return 0 if c.end_ns is None else c.end_ns
 
     @property
     def duration(self) -> float:
@@ -595,7 +794,8 @@ class BagReader:
 
     @property
     def message_count(self) -> int:
-        return int(self._storage.metadata.message_count)
+        c = self.storage_census
+        return int(self._storage.metadata.message_count) if c is None else c.total
 
     def topic(self, name: str) -> BagTopic | None:
         """A topic by name; relative names match their fully qualified form."""
@@ -630,6 +830,7 @@ class BagReader:
             return
         it = self._storage.messages(conns, start_ns, stop_ns)
         last_ns = None
+        by_topic = self.stats.by_topic
         while True:
             try:
                 conn, t_ns, data = next(it)
@@ -644,6 +845,7 @@ class BagReader:
                 return
             last_ns = t_ns
             self.stats.read += 1
+            by_topic[conn.topic] += 1
             yield RawMessage(conn.topic, conn.msgtype, t_ns, data)
 
     def decode(self, raw: RawMessage) -> Any | None:

@@ -75,8 +75,23 @@ class ReplayOptions:
     time_base: str = "receive"
     ticks: str = "schedule"  # "schedule": spec rate from the first sensor message; "recorded": at each recorded command
     reorder_window: float = 0.5  # seconds; header time base only
-    recover: bool = False  # read a truncated/damaged bag up to the damage
+    recover: bool = False  # read a truncated/damaged bag up to the damage (a partial read is then accepted)
     distro: str | None = None  # message definitions for topics the bag stores none for
+    allow_partial: bool = False  # accept reading fewer messages than the bag says it holds (reported)
+    max_gap: float | None = None  # seconds between consecutive messages that end the replay; None: default_max_gap(spec)
+
+
+def default_max_gap(spec: RobotSpec) -> float:
+    """The largest gap between consecutive replayed messages that is taken as a pause in the recording
+    rather than a damaged timestamp or a clock jump: 100 sensor timeouts, at least 10 s (a robot paused
+    for longer than that is better replayed in pieces with --start-offset / --duration)."""
+    return max(10.0, 100.0 * spec.safety.sensor_timeout)
+
+
+def check_max_gap(value: float) -> float:
+    if not value > 0:  # also NaN
+        raise BagError(f"--max-gap must be > 0 seconds (inf: no bound), got {value:g}")
+    return float(value)
 
 
 class PolicyLike(Protocol):
@@ -348,6 +363,7 @@ class ReplayResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     first_fault: str | None = None
     timing: list[str] = field(default_factory=list)  # per topic: rate, largest gap, header stamp lag
+    partial: list[str] = field(default_factory=list)  # per topic read whole: fewer messages read than the bag holds
 
     @property
     def speed(self) -> float:
@@ -364,6 +380,7 @@ class ReplayResult:
         elif self.comparison is None:
             out.append("no recorded commands in the bag: nothing to compare against")
         out += [f"bag: {line}" for line in self.stats.lines()]
+        out += [f"partial read: {line}" for line in self.partial]
         out += [f"topic {line}" for line in self.timing]
         out += self.notes
         out += [f"wrote {kind}: {path}" for kind, path in self.outputs.items()]
@@ -380,6 +397,8 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
         raise BagError(f"time base must be one of {TIME_BASES}, got {options.time_base!r}")
     if options.ticks not in TICK_SOURCES:
         raise BagError(f"ticks must be one of {TICK_SOURCES}, got {options.ticks!r}")
+    if options.max_gap is not None:
+        check_max_gap(options.max_gap)
     wall0 = time.perf_counter()
     result = ReplayResult()
     with BagReader(bag_path, distro=options.distro, recover=options.recover) as bag:
@@ -451,16 +470,41 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
         out_sinks += made
         ok = False
         try:
-            _run(bag, policy, spec, asm, sensors, recorded_topic, start_ns, stop_ns, options,
-                 out_sinks, result, progress, with_bag_topics)
+            read = _run(bag, policy, spec, asm, sensors, recorded_topic, start_ns, stop_ns, options,
+                        out_sinks, result, progress, with_bag_topics)
+            _check_complete(bag, read, options, result)
             if result.ticks == 0:  # nothing to show: no output files either
                 raise BagError(f"no {', '.join(sensors)} messages in the replayed window of {bag.path}")
+            if result.steps == 0 and (why := _why_no_step(result, sensors)):
+                raise BagError(f"no policy step in the replay of {bag.path}: {why}")
             ok = True
         finally:
             for s in out_sinks:
                 s.close(ok)
     result.wall = time.perf_counter() - wall0
     return result
+
+
+def _check_complete(bag: BagReader, topics: list[str], options: ReplayOptions, result: ReplayResult) -> None:
+    """Whole-bag replays: every message the bag holds on the topics read was read, or a BagError naming
+    the shortfall per topic (recover / allow_partial: reported in result.partial instead). A window
+    (start offset, duration) reads part of the bag by design: not compared."""
+    if options.start_offset or options.duration is not None:
+        return
+    result.partial = bag.shortfall(topics)
+    if result.partial and not (options.allow_partial or options.recover):
+        raise BagError(f"read fewer messages than bag {bag.path} holds: {'; '.join(result.partial)} "
+                       "(--allow-partial accepts a partial read)")
+
+
+def _why_no_step(result: ReplayResult, sensors: dict[str, str]) -> str | None:
+    """Why not a single policy step ran, when every message of a sensor topic was skipped."""
+    for topic in sensors:
+        reasons = [(n, r) for (t, r), n in result.stats.skipped.items() if t == topic]
+        if reasons and result.stats.by_topic.get(topic, 0) <= sum(n for n, _ in reasons):
+            n, reason = max(reasons)
+            return f"every {topic} message was skipped ({n}x: {reason})"
+    return None
 
 
 def _state_size(policy: Any) -> int:
@@ -502,8 +546,14 @@ class _Loop:
     """The controller's tick loop on bag time (see the module docstring)."""
 
     def __init__(self, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
-                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult, on_recorded: bool = False):
+                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult, on_recorded: bool = False,
+                 max_gap: float = math.inf):
         self.policy, self.spec, self.asm, self.sensors = policy, spec, asm, sensors
+        self.max_gap, self.max_gap_ns = max_gap, max_gap * 1e9
+        self.last_seen: int | None = None  # time of the previous message (any topic)
+        # per spec topic: the joints its JointState messages must name
+        self.joints = {t: list(dict.fromkeys(n for e in spec.observation if e.topic == t and e.msg_type == JOINT_STATE
+                                             for n in e.names)) for t in asm.topics}
         self.on_recorded = on_recorded  # tick at each recorded command instead of on the schedule
         self.recorded_topic, self.result = recorded_topic, result
         self.tick_sinks = [s.tick for s in sinks]
@@ -526,6 +576,12 @@ class _Loop:
 
     def event(self, t_ns: int, topic: str, msg: Any) -> None:
         """A message at time t_ns: first the ticks due strictly before it, then the message."""
+        last, self.last_seen = self.last_seen, t_ns
+        if last is not None and t_ns - last > self.max_gap_ns:
+            raise BagError(f"a gap of {(t_ns - last) * 1e-9:.6g} s between messages (at {last * 1e-9:.6f} s, before "
+                           f"{topic} at {t_ns * 1e-9:.6f} s) is over --max-gap {self.max_gap:g} s: a damaged "
+                           "timestamp or a clock jump? (--max-gap S allows longer gaps; --start-offset / "
+                           "--duration replay around it)")
         if self.t0 is None:
             if topic not in self.sensors:
                 self._recorded(topic, msg)
@@ -543,9 +599,14 @@ class _Loop:
         if sensor is None:
             self._recorded(topic, msg)
             return
+        ignored = self.asm.ignored
         err = self.asm.update(sensor, msg, (t_ns - self.t0) * 1e-9)
         if err is not None:
             self.result.stats.skip(topic, f"does not fit the spec: {err}")
+        elif self.asm.ignored != ignored:  # a JointState naming none of the spec's joints (another publisher's?)
+            names = list(getattr(msg, "name", ()))
+            shown = names[:8] + (["..."] if len(names) > 8 else [])
+            self.result.stats.skip(topic, f"joint_states messages name joints {shown}; the spec needs {self.joints[sensor]}")
 
     def finish(self) -> None:
         """The ticks up to and including the last message's time."""
@@ -610,8 +671,11 @@ class _Loop:
 
 def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
          recorded_topic: str | None, start_ns: int, stop_ns: int | None, options: ReplayOptions,
-         sinks: list[Any], result: ReplayResult, progress: bool, with_bag_topics: bool) -> None:
-    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result, on_recorded=options.ticks == "recorded")
+         sinks: list[Any], result: ReplayResult, progress: bool, with_bag_topics: bool) -> list[str]:
+    """Replays the window; returns the topics read."""
+    max_gap = default_max_gap(spec) if options.max_gap is None else options.max_gap
+    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result, on_recorded=options.ticks == "recorded",
+                 max_gap=max_gap)
     event = loop.event
     raw_sinks = [s.raw for s in sinks if hasattr(s, "raw")]
     wanted = set(sensors) | ({recorded_topic} if recorded_topic else set())
@@ -628,7 +692,8 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
 
     def decoded() -> Iterator[tuple[int, str, Any]]:
         nonlocal n
-        for raw in bag.raw_messages(topics, start_ns, stop_ns):
+        # from the start of the storage when no offset is asked (whatever metadata.yaml says the start is)
+        for raw in bag.raw_messages(topics, start_ns if options.start_offset else None, stop_ns):
             n += 1
             if bar is not None and not n & 2047:
                 bar.update(2048)
@@ -664,3 +729,4 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
     result.span = 0.0 if loop.first_tick is None else (loop.last_tick - loop.first_tick) * 1e-9
     if recorded_topic is not None:
         result.comparison = loop.errors.result(spec.action.names)
+    return topics

@@ -25,18 +25,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wait for N subscribers on every played topic (e.g. 2: a controller and a recorder)")
     p.add_argument("--delay", type=float, default=0.2, metavar="S",
                    help="seconds between finding the subscribers and the first message (readers finish matching)")
-    p.add_argument("--recover", action="store_true", help="play a truncated or damaged bag up to the damage")
+    p.add_argument("--recover", action="store_true",
+                   help="play a truncated or damaged bag up to the damage (the loss is reported; implies --allow-partial)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept publishing fewer messages than metadata.yaml or the storage says the bag holds "
+                        "(reported per topic; without it that is an error)")
+    p.add_argument("--max-gap", type=float, metavar="S",
+                   help="stop at a gap of more than S seconds of bag time between consecutive messages instead of "
+                        "sleeping through it (a damaged timestamp or clock jump; default 10; inf: no bound)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from liquid_control.ros.bag_player import PlayOptions, play
     from liquid_control.bags.replay import parse_remaps
+    from liquid_control.ros.bag_player import PlayOptions, play
 
     options = PlayOptions(rate=args.rate, loop=args.loop, clock=args.clock, clock_hz=args.clock_hz,
                           topics=tuple(args.topics) if args.topics else None, remap=parse_remaps(args.remap),
                           start_offset=args.start_offset, duration=args.duration,
                           wait_for_subscribers=args.wait_for_subscribers, min_subscribers=args.min_subscribers,
-                          recover=args.recover, delay=args.delay)
+                          recover=args.recover, delay=args.delay, allow_partial=args.allow_partial,
+                          max_gap=PlayOptions.max_gap if args.max_gap is None else args.max_gap)
     try:
         result = play(args.bag, options)
     except KeyboardInterrupt:
@@ -45,4 +53,8 @@ def run(args: argparse.Namespace) -> int:
     topics = ", ".join(f"{k} -> {v}" if k != v else k for k, v in result.topics.items())
     print(f"played {result.published} messages ({result.bag_seconds:.3f} s of bag, {result.loops} pass(es)) "
           f"in {result.wall:.3f} s on {topics}")
+    for line in result.notes:
+        print(f"  bag: {line}")
+    for line in result.partial:
+        print(f"  partial playback: {line}")
     return 0

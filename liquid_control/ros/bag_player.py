@@ -15,6 +15,14 @@ still starting would otherwise miss the first messages, and at the end waits (bo
 subscribers have acknowledged what was published reliably, so the last messages are not lost with the
 publisher.
 
+What is played is what the bag holds: played whole (no --start-offset / --duration), every message that
+metadata.yaml or the storage counts on a played topic must be published, else play fails naming the
+topics (--allow-partial accepts it; --recover implies it); a bag whose storage already holds fewer
+messages than metadata.yaml says is refused before anything is published. Publishers offer
+metadata.yaml's QoS profiles, as `ros2 bag play` does, when the storage file records others (noted).
+A gap of more than --max-gap (default 10 s) of bag time between consecutive messages ends playback
+instead of sleeping through it (a damaged timestamp or a clock jump; --max-gap inf plays through).
+
 This is the ros layer's use of the bags layer (rosbag2 reading comes from bags.io); bags never imports
 rclpy.
 """
@@ -26,7 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from liquid_control.bags import census as bag_census
 from liquid_control.bags.io import BagError, BagReader
+
+DEFAULT_MAX_GAP = 10.0  # seconds of bag time between consecutive messages (play has no robot spec)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class PlayOptions:
     # best-effort topics (rosbag2's `ros2 bag play --delay` answers the same problem).
     delay: float = 0.2
     recover: bool = False
+    allow_partial: bool = False  # accept publishing fewer messages than the bag says it holds (reported)
+    max_gap: float = DEFAULT_MAX_GAP  # seconds of bag time between consecutive messages that end playback
 
 
 @dataclass
@@ -56,6 +69,8 @@ class PlayResult:
     bag_seconds: float = 0.0
     topics: dict[str, str] = field(default_factory=dict)  # bag topic -> published name
     skipped_topics: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # per topic: fewer published than the bag holds (allowed)
+    notes: list[str] = field(default_factory=list)  # what reading found (metadata disagreements, damage, skips)
 
 
 def rclpy_qos(profiles: Any, depth_default: int = 10):
@@ -91,8 +106,12 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
 
     if not options.rate > 0:
         raise BagError(f"playback rate must be > 0, got {options.rate:g}")
+    if not options.max_gap > 0:
+        raise BagError(f"--max-gap must be > 0 seconds (inf: no bound), got {options.max_gap:g}")
     stop = stop or threading.Event()
     result = PlayResult()
+    whole = not options.start_offset and options.duration is None
+    partial_ok = options.allow_partial or options.recover
     with BagReader(bag_path, recover=options.recover) as bag:
         if options.topics is None:
             names = list(bag.topics)
@@ -101,6 +120,13 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
         unknown = [src for src in options.remap if bag.topic(src) is None]
         if unknown:
             raise BagError(f"remap source {unknown[0]} is not a topic of bag {bag.path}")
+        if whole and bag.metadata_census is not None and bag.storage_census is not None:
+            short = bag_census.shortfall(bag.storage_census.counts, [bag.metadata_census], names, verb="the storage holds")
+            if short and not partial_ok:  # known before anything is published
+                raise BagError(f"bag {bag.path} holds fewer messages than its metadata.yaml says: {'; '.join(short)} "
+                               "(--allow-partial plays what there is)")
+        for note in bag.stats.notes:
+            log(f"note: {note}")
         context = rclpy.Context()
         rclpy.init(context=context)
         node = rclpy.create_node("liquid_control_player", context=context)
@@ -130,17 +156,34 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
             start_ns = bag.start_ns + int(round(options.start_offset * 1e9))
             stop_ns = None if options.duration is None else start_ns + int(round(options.duration * 1e9))
             wall0 = time.monotonic()
-            while not stop.is_set():
-                _play_once(bag, pubs, clock_pub, options, start_ns, stop_ns, stop, result)
-                result.loops += 1
-                if not options.loop or result.published == 0:
-                    break
-            result.wall = time.monotonic() - wall0
-            _wait_for_acks([*pubs.values(), *([clock_pub] if clock_pub is not None else [])], 5.0)
+            try:
+                while not stop.is_set():
+                    _play_once(bag, pubs, clock_pub, options, start_ns if not whole else None, stop_ns, stop, result)
+                    result.loops += 1
+                    if result.loops == 1 and not stop.is_set():
+                        _check_played(bag, list(pubs), whole, partial_ok, result)
+                    if not options.loop or result.published == 0:
+                        break
+            finally:
+                result.wall = time.monotonic() - wall0
+                _wait_for_acks([*pubs.values(), *([clock_pub] if clock_pub is not None else [])], 5.0)
         finally:
             node.destroy_node()
             context.try_shutdown()
     return result
+
+
+def _check_played(bag: BagReader, topics: list[str], whole: bool, partial_ok: bool, result: PlayResult) -> None:
+    """After the first pass: nothing published is an error; played whole, fewer messages than the bag
+    holds is one too (unless allowed: then reported in result.partial)."""
+    result.notes = [line for line in bag.stats.lines()[1:] if line not in bag.stats.notes]  # skips, damage
+    if result.published == 0:
+        raise BagError(f"no message of {', '.join(topics)} in the played window of {bag.path}")
+    if whole:
+        result.partial = bag.shortfall(topics)
+        if result.partial and not partial_ok:
+            raise BagError(f"published fewer messages than bag {bag.path} holds: {'; '.join(result.partial)} "
+                           "(--allow-partial accepts a partial playback)")
 
 
 def _wait_for_subscribers(pubs: dict[str, Any], clock_pub: Any, options: PlayOptions, stop: threading.Event,
@@ -175,6 +218,7 @@ def _play_once(bag: BagReader, pubs: dict[str, Any], clock_pub: Any, options: Pl
         clock_pub.publish(clock_msg)
 
     wall0, t0 = time.monotonic(), None
+    max_gap_ns = options.max_gap * 1e9
     instant = None  # log time of the messages published last; /clock reaches it once they are all out
     for raw in bag.raw_messages(list(pubs), start_ns, stop_ns):
         if stop.is_set():
@@ -182,6 +226,11 @@ def _play_once(bag: BagReader, pubs: dict[str, Any], clock_pub: Any, options: Pl
         t = raw.log_time_ns
         if t0 is None:
             t0 = t
+        elif t - instant > max_gap_ns:  # before sleeping through it
+            raise BagError(f"a gap of {(t - instant) * 1e-9:.6g} s of bag time between messages (at {instant * 1e-9:.6f} s, "
+                           f"before {raw.topic} at {t * 1e-9:.6f} s) is over --max-gap {options.max_gap:g} s: a damaged "
+                           "timestamp or a clock jump? (--max-gap S allows longer gaps; --start-offset / --duration "
+                           "play around it)")
         elif t != instant and clock_pub is not None:
             publish_clock(instant)  # the previous instant is complete: sensors first, then /clock
             next_clock = instant + tick_ns
