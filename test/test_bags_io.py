@@ -383,3 +383,162 @@ def test_fast_joint_state_decoder_gives_what_rosbags_gives():
     own.register(get_types_from_msg("std_msgs/Header header\nstring[] name\nfloat64[] position\n", JS))
     own.register({k: v for k, v in ts.fielddefs.items() if k in ("std_msgs/msg/Header", "builtin_interfaces/msg/Time")})
     assert joint_state_decoder(own, ts) is None and joint_state_decoder(ts, ts) is not None
+
+
+# --- bags that lie, and files that are not bags ----------------------------------------------------
+def _all(bag):
+    return [(m.topic, m.log_time_ns, m.data) for m in bag.raw_messages()]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_metadata_that_disagrees_with_the_storage_is_read_by_the_storage(bags, storage, tmp_path):
+    from bag_damage import copy_bag, edit_metadata, topic_entry
+
+    src = bags[storage].path
+    with open_bag(src) as bag:
+        reference = _all(bag)
+        assert bag.stats.notes == [] and bag.shortfall(bag.topics) == []
+    # a start time 5 s late: every message is still read (the span is the storage's), and it is said
+    late = copy_bag(src, tmp_path / "late")
+    edit_metadata(late, lambda i: i["starting_time"].update(nanoseconds_since_epoch=i["starting_time"]["nanoseconds_since_epoch"] + 5 * 10**9))
+    with open_bag(late) as bag:
+        assert bag.start_ns == reference[0][1] and bag.end_ns == reference[-1][1] + 1  # the storage's span
+        assert _all(bag) == reference and bag.shortfall(bag.topics) == []
+        (note,) = bag.stats.notes
+        assert "start time: metadata.yaml says" in note and "(+5.000000 s)" in note
+    # offered QoS in metadata.yaml unlike the file's: rosbags alone yields nothing for that topic
+    qos = copy_bag(src, tmp_path / "qos")
+    edit_metadata(qos, lambda i: topic_entry(i, "/joint_states")["topic_metadata"].update(
+        offered_qos_profiles=topic_entry(i, "/joint_states")["topic_metadata"]["offered_qos_profiles"].replace(
+            "reliability: 2", "reliability: 1")))
+    with open_bag(qos) as bag:
+        assert _all(bag) == reference and bag.shortfall(bag.topics) == []
+        assert any("offered QoS profiles" in n and "/joint_states" in n and "rosbag2" in n for n in bag.stats.notes)
+        assert bag.topics["/joint_states"].qos[0].reliability.value == 1  # metadata.yaml's, as ros2 bag play offers
+    # more messages in metadata.yaml than in the storage: a whole read falls short, named per topic
+    more = copy_bag(src, tmp_path / "more")
+    edit_metadata(more, lambda i: topic_entry(i, "/joint_states").update(message_count=1234))
+    with open_bag(more) as bag:
+        assert _all(bag) == reference
+        assert bag.topics["/joint_states"].count == 1000  # what the storage holds
+        (line,) = bag.shortfall(bag.topics)
+        assert line.startswith("/joint_states: read 1000 of 1234 messages (metadata.yaml: 1234, ")
+        assert any("metadata.yaml says 1234 messages" in n for n in bag.stats.notes)
+
+
+def test_storage_rows_deleted_behind_metadata_are_a_named_shortfall(bags, tmp_path):
+    from bag_damage import copy_bag, sqlite_exec
+
+    bag_dir = copy_bag(bags["sqlite3"].path, tmp_path / "b")
+    sqlite_exec(bag_dir, "DELETE FROM messages WHERE id BETWEEN 100 AND 139")
+    with open_bag(bag_dir) as bag:
+        _all(bag)
+        lines = bag.shortfall(bag.topics)
+    assert len(lines) >= 1 and all("(metadata.yaml: " in x and "sqlite3 rows: " in x for x in lines)
+    assert sum(int(x.split(" of ")[1].split()[0]) - int(x.split("read ")[1].split()[0]) for x in lines) == 40
+
+
+@pytest.mark.parametrize("where", ["bag", "storage file", "metadata.yaml", "no-metadata storage file"])
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero", "/dev/null"])
+def test_non_regular_files_are_refused_before_reading(bags, tmp_path, where, what):
+    import signal
+    import shutil
+
+    def place(path):
+        if what == "fifo":
+            os.mkfifo(path)
+        else:
+            os.symlink(what, path)
+
+    if where == "bag":
+        target = tmp_path / "x.mcap"
+        place(target)
+    elif where == "storage file":
+        target = shutil.copytree(bags["mcap"].path, tmp_path / "b")
+        (target / "mcap.mcap").unlink()
+        place(target / "mcap.mcap")
+    elif where == "metadata.yaml":
+        target = shutil.copytree(bags["mcap"].path, tmp_path / "b")
+        (target / "metadata.yaml").unlink()
+        place(target / "metadata.yaml")
+    else:
+        target = tmp_path / "crashed"
+        target.mkdir()
+        place(target / "crashed.db3")
+    signal.alarm(20)  # a FIFO opened for reading would block for ever: fail instead of hanging
+    try:
+        with pytest.raises(BagError, match=r"is not a regular file \(a FIFO, device or socket\)") as exc:
+            open_bag(target)
+    finally:
+        signal.alarm(0)
+    assert "\n" not in str(exc.value)
+
+
+def test_corrupt_mcap_length_fields_read_as_truncated_records(bags, tmp_path):
+    from bag_damage import mcap_records
+
+    data = (bags["mcap"].path / "mcap.mcap").read_bytes()
+    records = mcap_records(data)
+    assert {op for _, op, _ in records} >= {0x01, 0x03, 0x04, 0x06, 0x08, 0x0B}  # header .. chunk .. statistics
+    f = tmp_path / "bad.mcap"
+    outcomes = set()
+    for pos, op, _ in records:
+        for length in (2**62, 2**40, 2**31):  # each would allocate that many bytes before the fix
+            bad = bytearray(data)
+            bad[pos + 1: pos + 9] = length.to_bytes(8, "little")
+            f.write_bytes(bytes(bad))
+            for recover in (False, True):
+                try:
+                    with open_bag(f, recover=recover) as bag:
+                        n = len(_all(bag))
+                        ok = n == 1050 or bag.shortfall(bag.topics) or bag.stats.damage or bag.stats.skipped_total
+                        outcomes.add("read" if n == 1050 else "counted")
+                        assert ok, (hex(op), length, recover, n)
+                except BagError as exc:
+                    assert "\n" not in str(exc)
+                    outcomes.add("error")
+    assert outcomes >= {"error", "read"}
+
+
+def test_salvage_of_rosbag2_schema_rows_that_break_constraints(bags, tmp_path):
+    """rosbag2's schema declares every column NOT NULL: a damaged row read as NULL is lost and counted
+    (it was sqlite3.IntegrityError), and a salvage that fails leaves no copy of the bag data behind."""
+    import sqlite3
+
+    db = tmp_path / "b.db3"
+    db.write_bytes((bags["sqlite3"].path / "sqlite3.db3").read_bytes())
+    con = sqlite3.connect(db)
+    (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetchone()
+    assert "data BLOB NOT NULL" in sql
+    con.execute("PRAGMA writable_schema = ON")  # let one stored row hold a NULL, as a damaged page reads
+    con.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'messages'", (sql.replace("BLOB NOT NULL", "BLOB"),))
+    con.commit()
+    con.close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE messages SET data = NULL WHERE id = 5")
+    con.execute("PRAGMA writable_schema = ON")
+    con.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'messages'", (sql,))
+    con.commit()
+    con.close()
+    data = bytearray(db.read_bytes())
+    mid = (len(data) // 2) // 4096 * 4096
+    data[mid: mid + 4096] = bytes(4096)  # and a damaged page: the salvage runs
+    db.write_bytes(bytes(data))
+    before = set(Path(tempfile.gettempdir()).glob("liquid_control-salvage-*"))
+    with open_bag(bags["sqlite3"].path) as bag:
+        reference = _all(bag)
+    with open_bag(db, recover=True) as bag:
+        got = _all(bag)
+        lost = bag.stats.skipped[("(sqlite)", "unreadable rows on damaged pages")]
+    assert reference[4] not in got and len(got) + lost == 1050 and set(got) <= set(reference)
+    # beyond recovery: the topics table is gone; a clean error, and the private copy is removed
+    gone = bytearray((bags["sqlite3"].path / "sqlite3.db3").read_bytes())
+    gone[4096: 4 * 4096] = bytes(3 * 4096)
+    gone[len(gone) // 2:] = bytes(len(gone) - len(gone) // 2)
+    f = tmp_path / "gone.db3"
+    f.write_bytes(bytes(gone))
+    with pytest.raises(BagError, match="damaged beyond recovery") as exc:
+        with open_bag(f, recover=True) as bag:
+            _all(bag)
+    assert "\n" not in str(exc.value)
+    assert set(Path(tempfile.gettempdir()).glob("liquid_control-salvage-*")) == before

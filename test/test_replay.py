@@ -419,3 +419,73 @@ def test_a_message_logged_at_time_zero_is_refused_not_ticked_through(model, bag,
         replay(tmp_path / "zero", policy(model), SPEC)
     skip = ReplayOptions(start_offset=(START_NS - 1) * 1e-9)  # the way out that the error names
     assert replay(tmp_path / "zero", policy(model), SPEC, options=skip).ticks == 50
+
+
+# --- bags that lie: what was read is what the bag holds ---------------------------------------------
+def test_a_late_metadata_start_time_loses_no_message(model, bag, tmp_path):
+    from bag_damage import copy_bag, edit_metadata
+
+    clean = replay(bag.path, policy(model), SPEC)
+    late = copy_bag(bag.path, tmp_path / "late")
+    edit_metadata(late, lambda i: i["starting_time"].update(nanoseconds_since_epoch=i["starting_time"]["nanoseconds_since_epoch"] + 10**9))
+    result = replay(late, policy(model), SPEC)  # 1 s late of a 2 s bag: half the messages were left out
+    assert (result.ticks, result.steps, result.stats.read) == (clean.ticks, clean.steps, clean.stats.read) == (50, 50, 1050)
+    assert result.partial == [] and any("start time: metadata.yaml says" in n for n in result.stats.notes)
+
+
+def test_fewer_messages_than_metadata_says_fail_unless_allowed(model, bag, tmp_path, capsys):
+    from bag_damage import copy_bag, sqlite_exec
+
+    short = copy_bag(bag.path, tmp_path / "short")
+    sqlite_exec(short, "DELETE FROM messages WHERE id > 1000")
+    with pytest.raises(BagError, match=r"read fewer messages than bag .* holds: /effort_controller/commands: read 48 of "
+                                       r"50 messages .*; /joint_states: read 952 of 1000 messages \(metadata.yaml: 1000, "
+                                       r"sqlite3 rows: 952\) \(--allow-partial accepts a partial read\)$"):
+        replay(short, policy(model), SPEC, csv=tmp_path / "r.csv")
+    assert not (tmp_path / "r.csv").exists()
+    result = replay(short, policy(model), SPEC, options=ReplayOptions(allow_partial=True))
+    assert [x.split(":")[0] for x in result.partial] == ["/effort_controller/commands", "/joint_states"]
+    assert any(line.startswith("partial read: /joint_states: read 952 of 1000") for line in result.lines())
+    # a window reads part of the bag by design: nothing to compare
+    assert replay(short, policy(model), SPEC, options=ReplayOptions(duration=1.0)).partial == []
+    args = ["replay", str(short), "--model", str(model), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--allow-partial" in err
+    assert main(args + ["--allow-partial", "--json", str(tmp_path / "s.json")]) == 0
+    import json
+
+    assert json.loads((tmp_path / "s.json").read_text())["partial"][1].startswith("/joint_states: read 952 of 1000")
+
+
+def test_a_gap_over_max_gap_ends_the_replay_before_any_output(model, bag, tmp_path, capsys):
+    from bag_damage import copy_bag, sqlite_exec
+
+    jump = copy_bag(bag.path, tmp_path / "jump")  # one timestamp 1e5 s late: hours of ticks without the bound
+    sqlite_exec(jump, "UPDATE messages SET timestamp = timestamp + 100000000000000 WHERE id = 600")
+    with pytest.raises(BagError, match=r"a gap of 99999.1 s between messages .* is over --max-gap 20 s"):
+        replay(jump, policy(model), SPEC, csv=tmp_path / "r.csv")  # cartpole: sensor_timeout 0.2 s -> 20 s
+    assert not (tmp_path / "r.csv").exists()
+    args = ["replay", str(jump), "--model", str(model), "--no-progress", "--csv", str(tmp_path / "r.csv")]
+    assert main(args + ["--max-gap", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "over --max-gap 5 s" in err and not (tmp_path / "r.csv").exists()
+    assert main(args + ["--max-gap", "0"]) == 2 and "--max-gap must be > 0" in capsys.readouterr().err
+    # a pause shorter than the bound is a pause: replayed, stale while it lasts
+    pause = copy_bag(bag.path, tmp_path / "pause")
+    sqlite_exec(pause, "UPDATE messages SET timestamp = timestamp + 15000000000 WHERE id > 600")
+    result = replay(pause, policy(model), SPEC)
+    assert result.ticks > 15 * 25 and result.faulted_ticks > 14 * 25
+    with pytest.raises(BagError, match="over --max-gap 10 s"):
+        replay(pause, policy(model), SPEC, options=ReplayOptions(max_gap=10.0))
+
+
+def test_joint_states_naming_other_joints_are_named_as_the_cause(model, tmp_path, monkeypatch):
+    import liquid_control.bags.synth as synth
+
+    monkeypatch.setattr(synth, "JOINTS", ("cart", "pole"))  # a robot whose joints the spec does not call so
+    other = write_cartpole_bag(tmp_path / "other", duration=1.0)
+    with pytest.raises(BagError, match=r"no policy step .*: every /joint_states message was skipped \(500x: "
+                                       r"joint_states messages name joints \['cart', 'pole'\]; the spec needs "
+                                       r"\['slider', 'hinge'\]\)"):
+        replay(other.path, policy(model), SPEC)
