@@ -310,3 +310,42 @@ def test_play_clock_hz_ticks_between_instants(tmp_path):
     assert len(clocks) >= 50  # the first ones can go before the probe's reader has matched the writer
     assert any((c - info.start_ns) % 2_000_000 for c in clocks)  # ticks between the 2 ms instants
     assert len(js) >= 90
+
+
+def test_play_publishes_what_the_bag_holds_or_says_why_not(tmp_path):
+    """Bags that lie to `play`: a metadata.yaml QoS unlike the file's plays every message (it played 0, exit
+    0); metadata counting more than the storage holds is refused before anything is published; a
+    damaged timestamp ends playback at once instead of sleeping for a day."""
+    import subprocess
+
+    from bag_damage import copy_bag, edit_metadata, sqlite_exec, topic_entry
+
+    info = write_cartpole_bag(tmp_path / "b", duration=1.0, rate_hz=100.0, storage="sqlite3")  # 100 + 25 messages
+
+    def play(bag, *args):
+        argv = console_script("liquid-control", "play", str(bag), "--wait-for-subscribers", "0", "--delay", "0",
+                              "--rate", "20", *args)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in p.stderr, p.stderr
+        return p.returncode, p.stdout, p.stderr
+
+    qos = copy_bag(info.path, tmp_path / "qos")
+    edit_metadata(qos, lambda i: topic_entry(i, "/joint_states")["topic_metadata"].update(
+        offered_qos_profiles=topic_entry(i, "/joint_states")["topic_metadata"]["offered_qos_profiles"].replace(
+            "reliability: 2", "reliability: 1")))
+    rc, out, err = play(qos)
+    assert rc == 0 and "played 125 messages" in out, (out, err)
+    assert "note: metadata.yaml's offered QoS profiles (or serialization) of /joint_states differ" in out
+
+    more = copy_bag(info.path, tmp_path / "more")
+    edit_metadata(more, lambda i: topic_entry(i, "/joint_states").update(message_count=150))
+    rc, out, err = play(more)
+    assert rc == 2 and err.count("\n") == 1 and "played" not in out
+    assert "holds fewer messages than its metadata.yaml says: /joint_states: the storage holds 100 of 150" in err
+    rc, out, err = play(more, "--allow-partial")
+    assert rc == 0 and "played 125 messages" in out and "partial playback: /joint_states: read 100 of 150" in out
+
+    jump = copy_bag(info.path, tmp_path / "jump")
+    sqlite_exec(jump, "UPDATE messages SET timestamp = timestamp + 86400000000000 WHERE id = 60")
+    rc, out, err = play(jump)
+    assert rc == 2 and err.count("\n") == 1 and "a gap of 86399.5" in err and "over --max-gap 10 s" in err
