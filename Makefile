@@ -57,3 +57,26 @@ colcon: venv
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info
+
+# The declared floors: requirements/min.txt pins numpy, onnx, onnxruntime, pyyaml, gymnasium, mujoco and
+# rosbags at setup.py's lowest versions (test_packaging keeps the two equal); the ROS wheels, torch and pytest
+# come at requirements/constraints.txt's versions, the rest of the extras at what pip picks beside the floors.
+# Runs the core, sim, training and bags tests there.
+VENV_MIN ?= .venv-min
+MIN_PINS := grep -E '^(ros-|torch==|pytest==|pluggy==|iniconfig==)' requirements/constraints.txt
+MIN_TESTS := test/test_artifact.py test/test_policy.py test/test_command.py test/test_spec_observation.py \
+	test/test_diagnostics.py test/test_messages.py test/test_sim_env.py test/test_sim_wrappers.py test/test_render.py \
+	test/test_eval.py test/test_train.py test/test_cli_core.py test/test_bags_io.py test/test_replay.py \
+	test/test_cli_mistakes.py
+
+.PHONY: test-min
+$(VENV_MIN)/.installed: setup.py requirements/min.txt requirements/constraints.txt
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	set -o pipefail; $(VENV_MIN)/bin/python -m pip install -q -r requirements/min.txt -c <($(MIN_PINS)) \
+	  -e '.[train,ros,bags,ncps]' pytest 2>&1 | { grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true; }
+	touch $@
+
+test-min: $(VENV_MIN)/.installed
+	$(VENV_MIN)/bin/python -m pytest -q $(MIN_TESTS)

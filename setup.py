@@ -44,14 +44,22 @@ setup(
         *tree("policies"),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],
+    # Floors are the lowest versions the code runs with (requirements/min.txt pins them; `make test-min` tests
+    # them): numpy 1.24.2 is onnxruntime 1.17's own floor; gymnasium 1.1 brought AutoresetMode; mujoco 3.1.2
+    # renders again after an EGL context was freed (3.1.0-3.1.1 draw blank: test_render); rosbags 0.11.6
+    # brought the readers' _open hook that the bag layer's recovering readers override (and 0.11.3
+    # Stores.ROS2_LYRICAL): rosbags internals (also storage_mcap.msgsrc), hence <0.12.
+    install_requires=["numpy>=1.24.2", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],
     extras_require={
-        "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.0", "mujoco>=3.1", "tqdm>=4.60",
+        "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.1", "mujoco>=3.1.2", "tqdm>=4.60",
                   "matplotlib>=3.7", "imageio>=2.30", "imageio-ffmpeg>=0.5", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
         "ros": ros_wheels,
         "ros-jazzy": ros_jazzy_wheels,
-        "bags": ["rosbags>=0.10", "tqdm>=4.60", "matplotlib>=3.7"],
-        "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.10", "colcon-common-extensions>=0.3"],
+        "bags": ["rosbags>=0.11.6,<0.12", "tqdm>=4.60", "matplotlib>=3.7"],
+        # Wired cells (--wiring ncp) and importing trained ncps models; ncps_import reads ncps modules' inner
+        # attributes, checked against 1.0.1 (test_cells_ncps_parity, test_ncps_import).
+        "ncps": ["ncps>=1.0.1,<1.1"],
+        "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.11.6,<0.12", "colcon-common-extensions>=0.3"],
     },
     zip_safe=False,  # resources (config/, sim/, policies/) are found next to the package on disk
     maintainer="liquid_control maintainers",
