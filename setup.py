@@ -69,8 +69,8 @@ setup(
     entry_points={
         "console_scripts": [
             "liquid-control = liquid_control.cli.main:main",
-            "controller = liquid_control.ros.controller_node:main",
-            "sim_bridge = liquid_control.ros.sim_bridge:main",
+            "controller = liquid_control.cli.entry:controller",  # the nodes' main(), or one line for a missing extra
+            "sim_bridge = liquid_control.cli.entry:sim_bridge",
         ],
     },
 )
