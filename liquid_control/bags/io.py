@@ -546,8 +546,26 @@ class _TolerantDirectoryReader(DirectoryReader):
     silently yields nothing for a topic whose metadata.yaml entry differs from the file's; rosbag2 reads
     such a bag (ros2 bag play offers metadata.yaml's profiles). `mismatches` names the differences."""
 
+    def open(self) -> None:
+        super().open()
+        self.notes = self._reconcile_types()
+
+    def _reconcile_types(self) -> list[str]:
+        """A topic whose type in metadata.yaml is not the one its storage file holds is read as the file's
+        type (with the file's definition), and said: decoding as metadata.yaml's would fail every message."""
+        notes = []
+        for i, conn in enumerate(self.connections):
+            stored = {x.msgtype: x for s in self.storages for x in s.connections if x.topic == conn.topic}
+            if conn.msgtype in stored or len(stored) != 1:
+                continue
+            (msgtype, x), = stored.items()
+            notes.append(f"metadata.yaml gives {conn.topic} the type {conn.msgtype}, its storage file holds {msgtype}: "
+                         f"read as {msgtype}")
+            self.connections[i] = conn._replace(msgtype=msgtype, msgdef=x.msgdef, digest=x.digest)
+        return notes
+
     def mismatches(self) -> list[str]:
-        out = []
+        out = list(getattr(self, "notes", []))
         for conn in self.connections:
             for s in self.storages:
                 for x in s.connections:
