@@ -87,6 +87,7 @@ _perf_counter, _copyto = time.perf_counter, np.copyto
 
 NODE_NAME = "liquid_controller"
 RATE_RANGE = (10.0, 1000.0)
+MAX_ACTUATORS = 256  # command_lower/upper lengths: bounds what a params file can make us parse
 
 # ~/step_debug: one Float64MultiArray per tick = these fields, then obs, action, command.
 #   time: loop clock (monotonic or sim) s; sensor_age: time since the newest sensor message was received
@@ -189,12 +190,20 @@ def check_param(name: str, value: Any) -> str | None:
         return "sensor_timeout must be > 0 s (or 0 for the spec's)"
     if name == "soft_start" and value < 0 and value != -1.0:
         return "soft_start must be >= 0 s (or -1 for the spec's)"
+    if name in ("command_lower", "command_upper") and not isinstance(value, (str, bytes, bool)) \
+            and len(value) > MAX_ACTUATORS:
+        return f"{name} has {len(value)} values; at most {MAX_ACTUATORS} (one per actuator)"
     if name in ("command_lower", "command_upper") and (
             isinstance(value, (str, bytes, bool)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                             and not math.isnan(v) for v in value)):
         return f"{name} must be a list of numbers (one per actuator), got {value!r}"
-    if name == "estop_topic" and not value:
-        return "estop_topic must not be empty"
+    if name == "estop_topic":
+        from rclpy.validate_topic_name import validate_topic_name
+
+        try:
+            validate_topic_name(value)
+        except Exception as exc:  # InvalidTopicNameException, or a non-string
+            return f"estop_topic {value!r} is not a valid topic name: {str(exc).splitlines()[0]}"
     if name == "use_sim_time" and not isinstance(value, bool):
         return f"use_sim_time must be true or false, got {value!r}"
     return None
@@ -449,7 +458,8 @@ class LiquidController(LifecycleNode):
                                                 ("command_upper", upper, spec.action.upper, lambda g, v: g <= v)):
             if given is not None and (len(given) != spec.action_size
                                       or not all(tighter(g, v) for g, v in zip(given, spec_side))):
-                raise LiquidControlError(f"{name} {list(given)} must give {spec.action_size} values within the "
+                shown = list(given) if len(given) <= 8 else f"[{len(given)} values]"
+                raise LiquidControlError(f"{name} {shown} must give {spec.action_size} values within the "
                                          f"spec's limits {list(spec.action.lower)}..{list(spec.action.upper)}")
         policy = Policy.load(model_path, backend=self.param("backend"), spec=spec)
         pipeline = CommandPipeline(spec.action, settings.soft_start, settings.safe_behaviour, lower, upper)

@@ -49,9 +49,13 @@ def init_and_create(factory: Any, name: str, args: list[str] | None) -> Any | No
     try:
         node = factory()
     except (InvalidParameterValueException, InvalidParameterTypeException, LiquidControlError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        text = str(exc)  # rclpy repeats the whole value: a huge list must not become a huge line
+        print(f"{name}: {text if len(text) <= 400 else text[:200] + ' ... ' + text[-150:]}", file=sys.stderr)
         rclpy.try_shutdown()
         return None
+    declared = node.list_parameters([], 0).names
+    for line in params_file.unknown_parameters(files, node.get_fully_qualified_name(), declared):
+        node.get_logger().warning(line)
     for f, keys in params_file.unmatched_sections(files, node.get_fully_qualified_name()):
         node.get_logger().warning(
             f"params file {f} has no section for this node ({node.get_fully_qualified_name()} or /**), only "

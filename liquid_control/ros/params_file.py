@@ -15,6 +15,11 @@ from typing import Iterable
 
 import yaml
 
+from liquid_control.core.errors import LiquidControlError
+from liquid_control.core.outputs import regular_file
+
+MAX_BYTES = 256 << 10  # a robot's params file is a few KiB
+
 
 def params_files(argv: Iterable[str]) -> list[str]:
     """The files given as `--params-file F` after `--ros-args`."""
@@ -33,9 +38,13 @@ def check_files(files: Iterable[str]) -> str | None:
     """None if every file is a readable YAML mapping, else one line naming the file (and line)."""
     for f in files:
         path = Path(f)
-        if path.is_dir():
-            return f"params file {f} is a directory, not a YAML file"
         try:
+            regular_file(path, "params file")  # a FIFO or /dev/zero would be read forever
+        except LiquidControlError as exc:
+            return str(exc)
+        try:
+            if path.stat().st_size > MAX_BYTES:  # rcl's parser and ours would spend seconds to minutes on it
+                return f"params file {f} is larger than {MAX_BYTES >> 10} KiB; not a params file"
             text = path.read_text()
         except FileNotFoundError:
             return f"params file {f} does not exist"
@@ -130,3 +139,32 @@ def unmatched_sections(files: Iterable[str], fully_qualified_name: str) -> list[
         if not any(_section_pattern(k).match(fully_qualified_name) for k in keys):
             out.append((f, keys))
     return out
+
+
+# Parameters rclpy itself reads from any node's section.
+_RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services")
+
+
+def unknown_parameters(files: Iterable[str], fully_qualified_name: str, known: Iterable[str]) -> list[str]:
+    """One line per parameter that a section applying to the node sets but the node does not have
+    (rclpy ignores those silently; a typo like `sensor_timout` would leave the default in force)."""
+    import difflib
+
+    known = list(known)
+    lines = []
+    for f in files:
+        try:
+            data = yaml.safe_load(Path(f).read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # check_files reported it
+        for section, body in (data.items() if isinstance(data, dict) else ()):
+            params = body.get("ros__parameters") if isinstance(body, dict) else None
+            if not isinstance(params, dict) or not _section_pattern(str(section)).match(fully_qualified_name):
+                continue
+            for name in map(str, params):
+                if name in known or name in _RCLPY_PARAMETERS or name.startswith("qos_overrides"):
+                    continue
+                near = difflib.get_close_matches(name, known, n=1)
+                lines.append(f"params file {f}: section {section}: unknown parameter {name!r} is ignored"
+                             + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return lines
