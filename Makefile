@@ -22,7 +22,7 @@ LAUNCH_DISTROS := humble jazzy rolling
 # drops pip's notes about absent local index folders (pipefail keeps pip's exit status)
 PIP_QUIET := 2>&1 | { grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true; }
 
-.PHONY: venv demo test bench colcon clean
+.PHONY: venv demo test fuzz bench colcon clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q test
 
+# The fuzz suites (make test runs them briefly) with 20x the examples, and what each outcome counted.
+fuzz: venv
+	LC_FUZZ=long $(PY) -m pytest -q test/test_fuzz_files.py test/test_fuzz_bags.py --hypothesis-show-statistics
+
 bench: venv
 	$(VENV)/bin/liquid-control bench step --json bench/results/step.json
 
@@ -56,7 +60,7 @@ colcon: venv
 	cd /tmp/lc_ws && $(CURDIR)/$(VENV)/bin/colcon build --base-paths src
 
 clean:
-	rm -rf $(VENV) build install log *.egg-info
+	rm -rf .venv .venv-jazzy .venv-min build install log *.egg-info
 
 # The declared floors: requirements/min.txt pins numpy, onnx, onnxruntime, pyyaml, gymnasium, mujoco and
 # rosbags at setup.py's lowest versions (test_packaging keeps the two equal); the ROS wheels, torch and pytest
