@@ -300,20 +300,25 @@ class TolerantDirectoryReader(DirectoryReader):
         return notes
 
     def mismatches(self) -> list[str]:
-        out = list(getattr(self, "notes", []))
+        """Notes, one per kind: the topics whose metadata.yaml entry differs from their storage file's."""
+        qos, digest = {}, {}
         for conn in self.connections:
             for s in self.storages:
                 for x in s.connections:
                     if x.topic != conn.topic or x.msgtype != conn.msgtype:
                         continue
                     if x.ext != conn.ext:
-                        out.append(f"metadata.yaml's offered QoS profiles (or serialization) of {conn.topic} differ from "
-                                   f"those in {Path(s.path).name}; read all the same (rosbag2 does); playback offers "
-                                   "metadata.yaml's")
+                        qos[conn.topic] = None
                     if x.digest and conn.digest and x.digest != conn.digest:
-                        out.append(f"metadata.yaml's type hash of {conn.topic} differs from {Path(s.path).name}'s; "
-                                   "decoded with the definition stored in the file")
-        return list(dict.fromkeys(out))
+                        digest[conn.topic] = None
+        out = list(getattr(self, "notes", []))
+        if qos:
+            out.append(f"metadata.yaml's offered QoS profiles (or serialization) of {', '.join(qos)} differ from the "
+                       "storage file's; read all the same, as rosbag2 reads them; playback offers metadata.yaml's")
+        if digest:
+            out.append(f"metadata.yaml's type hash of {', '.join(digest)} differs from the storage file's; decoded "
+                       "with the definition stored in the file")
+        return out
 
     def messages(self, connections: Any, start: int | None = None, stop: int | None = None) -> Iterator[Any]:
         for storage in self.storages:

@@ -20,7 +20,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from liquid_control.bags.common import BagError
+from liquid_control.bags.common import BagError, explain
 
 # ros_distro as rosbag2 writes it into metadata.yaml -> rosbags' store of that distro's definitions.
 DISTROS: dict[str, Stores] = {
@@ -97,9 +97,10 @@ def bag_typestore(connections: Iterable[Connection], distro: str | None = None) 
         try:
             stored.update(_parse_definition(conn))
         except Exception as exc:  # a malformed stored definition: say so, use the distro's
-            notes.append(f"stored definition of {conn.msgtype} is unreadable ({exc}); using {distro or DEFAULT_DISTRO}'s")
+            notes.append(f"stored definition of {conn.msgtype} is unreadable ({explain(exc)}); using "
+                         f"{distro or DEFAULT_DISTRO}'s")
     if not stored:
-        return base, notes
+        return base, list(dict.fromkeys(notes))
     store = get_typestore(Stores.EMPTY)
     try:
         store.register(stored)  # the bag's definitions win ...
@@ -107,7 +108,7 @@ def bag_typestore(connections: Iterable[Connection], distro: str | None = None) 
         raise BagError(f"the bag's message definitions are inconsistent: {exc}") from None
     # ... and the distro's fill in for topics the bag stores no definition for.
     ensure_types(store, {c.msgtype for c in connections if c.msgtype not in store.fielddefs}, distro)
-    return store, notes
+    return store, list(dict.fromkeys(notes))
 
 
 # --------------------------------------------------------------------------------------------------
