@@ -49,7 +49,7 @@ test: venv
 
 # The fuzz suites (make test runs them briefly) with 20x the examples, and what each outcome counted.
 fuzz: venv
-	LC_FUZZ=long $(PY) -m pytest -q test/test_fuzz_files.py test/test_fuzz_bags.py --hypothesis-show-statistics
+	LC_FUZZ=long $(PY) -m pytest -q test/test_fuzz_files.py test/test_fuzz_params.py test/test_fuzz_bags.py --hypothesis-show-statistics
 
 bench: venv
 	$(VENV)/bin/liquid-control bench step --json bench/results/step.json
