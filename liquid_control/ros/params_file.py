@@ -127,14 +127,19 @@ def _section_pattern(key: str) -> re.Pattern[str]:
     return re.compile("^/" + "/".join(parts).replace("(?:[^/]+/?)*/", "(?:[^/]+/)*") + "$")
 
 
+def _loaded(files: Iterable[str]) -> Iterable[tuple[str, object]]:
+    """(file, its YAML value) for each file that reads and parses (check_files reported the others)."""
+    for f in files:
+        try:
+            yield f, yaml.safe_load(Path(f).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+
+
 def unmatched_sections(files: Iterable[str], fully_qualified_name: str) -> list[tuple[str, list[str]]]:
     """(file, its top-level keys) for each file with no section that applies to the node."""
     out = []
-    for f in files:
-        try:
-            data = yaml.safe_load(Path(f).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # check_files reported it
+    for f, data in _loaded(files):
         keys = [str(k) for k in data] if isinstance(data, dict) else []
         if not any(_section_pattern(k).match(fully_qualified_name) for k in keys):
             out.append((f, keys))
@@ -152,11 +157,7 @@ def unknown_parameters(files: Iterable[str], fully_qualified_name: str, known: I
 
     known = list(known)
     lines = []
-    for f in files:
-        try:
-            data = yaml.safe_load(Path(f).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # check_files reported it
+    for f, data in _loaded(files):
         for section, body in (data.items() if isinstance(data, dict) else ()):
             params = body.get("ros__parameters") if isinstance(body, dict) else None
             if not isinstance(params, dict) or not _section_pattern(str(section)).match(fully_qualified_name):
