@@ -17,6 +17,15 @@ a header (a Float64MultiArray command) on the senders' clock: log time + the clo
 the stamped topics, so a sensor clock that is off the recorder's neither drops samples nor shifts the
 comparison with the recorded commands.
 
+What is replayed is what the bag holds: a whole-bag replay (no start offset, no duration) reads from the
+storage's first message whatever metadata.yaml says the start is, and fails, naming the topics, when it
+read fewer messages than metadata.yaml or the storage counts (allow_partial / --allow-partial accepts that
+and reports it; recover implies it). A gap of more than max_gap between consecutive messages (default
+100 sensor timeouts, at least 10 s) ends the replay with a one-line error before it ticks through it (a
+damaged timestamp or a clock jump would otherwise produce hours of ticks). JointStates that name none of
+the spec's joints are counted skips with the names they carry; a replay in which every message of a
+sensor topic was skipped fails with that reason instead of reporting zero policy steps.
+
 Streaming: messages are read one at a time (or one MCAP chunk), outputs are written as ticks happen, and
 the plot keeps a bounded, evenly decimated trace, so memory does not grow with the bag. Deterministic:
 no wall clock, no randomness, floats written with repr (round-trip exact): same bag and model, same
