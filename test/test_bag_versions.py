@@ -275,10 +275,11 @@ def test_live_record_and_sim_record_write_the_version_asked_for(tmp_path):
     """The sim bridge publishes (realtime, no controller needed) and records itself in version 6 MCAP,
     while `liquid-control record` records its joint states in version 5 sqlite3 over DDS."""
     sim_bag, rec_bag = tmp_path / "sim", tmp_path / "rec"
-    sim = console_script("liquid-control", "sim", "--robot", "cartpole", "--mode", "realtime", "--duration", "8",
+    # The recorder runs 6 s of the sim's 12: discovery on a loaded machine can take seconds of it.
+    sim = console_script("liquid-control", "sim", "--robot", "cartpole", "--mode", "realtime", "--duration", "12",
                          "--record", str(sim_bag), "--bag-version", "6")
     rec = console_script("liquid-control", "record", str(rec_bag), "--robot", "cartpole", "--no-commands",
-                         "--storage", "sqlite3", "--bag-version", "5", "--duration", "3")
+                         "--storage", "sqlite3", "--bag-version", "5", "--duration", "6")
     with NodeProcess(sim, name="sim", log_dir=tmp_path) as s:
         s.wait_for_output("realtime", 30.0)
         with NodeProcess(rec, name="record", log_dir=tmp_path) as r:
