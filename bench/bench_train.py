@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 
 from liquid_control.learning.evaluate import run_episodes  # noqa: E402
 from liquid_control.learning.ppo import PPOConfig, Trainer  # noqa: E402
-from liquid_control.learning.train_utils import make_env  # noqa: E402
+from liquid_control.learning.envs import make_env  # noqa: E402
 
 N_ENVS, N_STEPS, EPOCHS, BATCH, UNITS = 8, 128, 10, 256, 32
 TIMING_ENV = {"timestep": 0.004}

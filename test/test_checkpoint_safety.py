@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from liquid_control.learning.train_utils import TrainingError, load_checkpoint, save_checkpoint
+from liquid_control.learning.checkpoints import load_checkpoint, save_checkpoint
+from liquid_control.learning.errors import TrainingError
 
 
 class _Payload:

@@ -124,7 +124,8 @@ def test_export_training_checkpoint(tmp_path):
 
     from liquid_control.learning.cells import to_params
     from liquid_control.learning.ppo import Agent, PPOConfig
-    from liquid_control.learning.train_utils import RunningMeanStd, save_checkpoint
+    from liquid_control.learning.checkpoints import save_checkpoint
+    from liquid_control.learning.normalise import RunningMeanStd
 
     config = PPOConfig(robot="cartpole", cell="cfc", units=8, backbone_units=8, seed=7)
     torch.manual_seed(0)

@@ -172,7 +172,7 @@ import sys
 sys.modules["ncps"] = None  # as if not installed
 import torch
 from liquid_control.learning import cells, ppo
-from liquid_control.learning.train_utils import TrainingError
+from liquid_control.learning.errors import TrainingError
 for cell in (cells.CfC(5, 8, proj_size=2), cells.LTC(5, 8, proj_size=2)):
     y, h = cell.step(torch.zeros(3, 5), torch.zeros(3, cell.state_size), torch.full((3, 1), 0.04))
     assert y.shape == (3, 2), y.shape

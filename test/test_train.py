@@ -24,7 +24,8 @@ from liquid_control.core.policy import Policy
 from liquid_control.core.spec import load_spec
 from liquid_control.learning.evaluate import run_episodes
 from liquid_control.learning.ppo import PPOConfig, Trainer, train
-from liquid_control.learning.train_utils import TrainingError, load_checkpoint
+from liquid_control.learning.checkpoints import load_checkpoint
+from liquid_control.learning.errors import TrainingError
 
 TINY = dict(robot="cartpole", cell="cfc", units=8, backbone_units=16, n_envs=2, n_steps=64, tbptt=16,
             epochs=2, minibatches=2, eval_every=1024, eval_episodes=2)

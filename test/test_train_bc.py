@@ -18,7 +18,7 @@ def record_expert(path, policy, *, episodes=6, noise=0.3, seed=0):
     """Run `policy` in the MuJoCo cart-pole and record what a robot bag would hold: JointState (slider,
     hinge) at each control tick and the expert's command 1 ms later. The executed action gets noise
     (the recorded command does not), so the demonstrations show how the expert recovers."""
-    from liquid_control.learning.train_utils import make_env
+    from liquid_control.learning.envs import make_env
 
     ts = distro_typestore()
     T = ts.types

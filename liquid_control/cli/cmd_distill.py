@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from liquid_control.core.resources import default_policy_path
     from liquid_control.learning.distill import DistillConfig, distill
-    from liquid_control.learning.train_utils import command_line, env_id
+    from liquid_control.learning.envs import env_id
+    from liquid_control.learning.logs import command_line
 
     env_id(args.robot)
     teacher = args.teacher or str(default_policy_path("cartpole"))

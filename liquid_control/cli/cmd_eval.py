@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
     from liquid_control.learning.evaluate import run_episodes
-    from liquid_control.learning.train_utils import env_id
+    from liquid_control.learning.envs import env_id
 
     if args.episodes <= 0:
         raise LiquidControlError(f"--episodes must be positive, got {args.episodes}")

@@ -62,7 +62,7 @@ def _load_pt(path: Path) -> dict[str, Any]:
     except ImportError:
         raise ArtifactError(f"{path}: reading .pt files needs torch (pip install 'liquid_control[train]'); "
                             "a .npz checkpoint needs only numpy") from None
-    from liquid_control.learning.train_utils import load_checkpoint as load_torch_checkpoint
+    from liquid_control.learning.checkpoints import load_checkpoint as load_torch_checkpoint
 
     ckpt = load_torch_checkpoint(path)  # weights_only: a crafted pickle is refused, never run
     if "cfg" in ckpt and "params" in ckpt:
@@ -78,7 +78,7 @@ def _from_training_checkpoint(path: Path, ckpt: dict[str, Any]) -> dict[str, Any
 
     from liquid_control.learning.cells import to_params
     from liquid_control.learning.ppo import Agent, PPOConfig
-    from liquid_control.learning.train_utils import RunningMeanStd
+    from liquid_control.learning.normalise import RunningMeanStd
 
     known = {f.name for f in fields(PPOConfig)}
     config = PPOConfig(**{k: v for k, v in ckpt["config"].items() if k in known})

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from liquid_control.learning.ppo import PPOConfig, train
-    from liquid_control.learning.train_utils import command_line
+    from liquid_control.learning.logs import command_line
 
     cfg = PPOConfig(robot=args.robot, cell=args.cell, units=args.units, wiring=args.wiring,
                     backbone_units=args.backbone_units,

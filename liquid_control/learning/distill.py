@@ -30,8 +30,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from liquid_control.learning.train_utils import (success_return, save_checkpoint, CSVLog, RunningMeanStd, TrainingError, make_env,
-                                                 nominal_dt, plot_learning_curve)
+from liquid_control.learning.checkpoints import save_checkpoint
+from liquid_control.learning.envs import make_env, nominal_dt, success_return
+from liquid_control.learning.errors import TrainingError
+from liquid_control.learning.logs import CSVLog, plot_learning_curve
+from liquid_control.learning.normalise import RunningMeanStd
 
 
 @dataclass

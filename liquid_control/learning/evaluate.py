@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from liquid_control.learning.train_utils import success_return, make_env, nominal_dt
+from liquid_control.learning.envs import make_env, nominal_dt, success_return
 
 
 class StepPolicy(Protocol):

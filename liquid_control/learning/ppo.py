@@ -38,9 +38,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from liquid_control.learning.train_utils import (success_return, CSVLog, RunningMeanStd, TrainingError,
-                                                 env_factory, info_dt, load_checkpoint, make_env, nominal_dt,
-                                                 plot_learning_curve, save_checkpoint, truncate_csv)
+from liquid_control.learning.checkpoints import load_checkpoint, save_checkpoint
+from liquid_control.learning.envs import env_factory, info_dt, make_env, nominal_dt, success_return
+from liquid_control.learning.errors import TrainingError
+from liquid_control.learning.logs import CSVLog, plot_learning_curve, truncate_csv
+from liquid_control.learning.normalise import RunningMeanStd
 
 CELLS = ("cfc", "ltc")
 CSV_FIELDS = ["step", "update", "time_s", "sps", "train_return", "train_length", "eval_mean", "eval_std",
