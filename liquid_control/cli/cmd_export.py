@@ -74,21 +74,10 @@ def _load_pt(path: Path) -> dict[str, Any]:
 
 
 def _from_training_checkpoint(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import fields
-
     from liquid_control.learning.cells import to_params
-    from liquid_control.learning.ppo import Agent, PPOConfig
-    from liquid_control.learning.normalise import RunningMeanStd
+    from liquid_control.learning.ppo import restore_agent
 
-    known = {f.name for f in fields(PPOConfig)}
-    config = PPOConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
-    agent = Agent(config, int(ckpt["obs_size"]), int(ckpt["action_size"]))
-    try:
-        agent.load_state_dict(ckpt["agent"])
-    except RuntimeError as exc:
-        raise ArtifactError(f"{path}: the weights do not fit the recorded config ({str(exc).splitlines()[0]})") from None
-    rms = RunningMeanStd(int(ckpt["obs_size"]))
-    rms.load_state_dict(ckpt["obs_rms"])
+    config, agent, rms = restore_agent(ckpt, path)
     cfg, params = to_params(agent.actor, rms.mean.astype(np.float32), rms.std.astype(np.float32))
     return {"cfg": cfg, "params": params, "robot": config.robot, "nominal_period": ckpt.get("dt0"),
             "provenance": {"seed": config.seed, "algorithm": "recurrent PPO (liquid_control.learning.ppo)",

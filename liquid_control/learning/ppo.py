@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,37 @@ class Agent(nn.Module):
         return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
 
 
+# Config keys that shape the network or the rollout buffers: a resumed run must keep them.
+RESUME_FIXED = ("robot", "cell", "units", "wiring", "backbone_units", "backbone_layers", "mode", "critic_hidden",
+                "n_envs", "n_steps", "tbptt")
+
+
+def restore_agent(state: dict[str, Any], source: Path | str) -> tuple[PPOConfig, Agent, RunningMeanStd]:
+    """A training checkpoint (checkpoint.pt / best.pt, as read by checkpoints.load_checkpoint) -> the config it
+    was trained with, its agent with the saved weights, and its observation statistics.
+
+    Config keys the checkpoint lacks take today's defaults; keys this version no longer knows are dropped.
+    `source` names the checkpoint in errors.
+    """
+    known = {f.name for f in fields(PPOConfig)}
+    try:
+        cfg = PPOConfig(**{k: v for k, v in state["config"].items() if k in known})
+        obs_size, action_size = int(state["obs_size"]), int(state["action_size"])
+        agent_state, rms_state = state["agent"], state["obs_rms"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise TrainingError(f"{source} is not a complete `liquid-control train` checkpoint "
+                            f"({type(exc).__name__}: {exc})") from None
+    agent = Agent(cfg, obs_size, action_size)
+    try:
+        agent.load_state_dict(agent_state)
+    except RuntimeError as exc:
+        raise TrainingError(f"{source}: the weights do not fit the recorded config "
+                            f"({str(exc).splitlines()[0]})") from None
+    rms = RunningMeanStd(obs_size)
+    rms.load_state_dict(rms_state)
+    return cfg, agent, rms
+
+
 class TorchPolicy:
     """The training agent behind the runtime Policy's interface (reset / step(obs, dt)), for evaluation."""
 
@@ -219,20 +250,25 @@ class Trainer:
         # SAME_STEP: a finished env resets inside step(); its last obs arrives in infos["final_obs"]
         self.envs = vec_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
-        self.agent = Agent(cfg, self.obs_size, self.action_size)
-        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
-        self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
-        self.obs_rms = RunningMeanStd(self.obs_size)
-        self.global_step, self.update, self.best_eval = 0, 0, -math.inf
-        self.elapsed = 0.0
+        saved = None
         if resume:
             if self.ckpt_path.exists():
-                self._load(self.ckpt_path)
-                truncate_csv(self.csv_path, self.global_step)
+                saved = self._resumable(self.ckpt_path)
             else:
                 print(f"no checkpoint in {self.out}: starting from scratch")
         elif self.ckpt_path.exists():
             raise TrainingError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        if saved is None:
+            self.agent, self.obs_rms = Agent(cfg, self.obs_size, self.action_size), RunningMeanStd(self.obs_size)
+        else:
+            _, self.agent, self.obs_rms = restore_agent(saved, self.ckpt_path)
+        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
+        self.global_step, self.update, self.best_eval = 0, 0, -math.inf
+        self.elapsed = 0.0
+        if saved is not None:
+            self._resume(saved)
+            truncate_csv(self.csv_path, self.global_step)
         self.log = CSVLog(self.csv_path, CSV_FIELDS)
 
     # -- checkpoints
@@ -243,22 +279,24 @@ class Trainer:
                 "obs_size": self.obs_size,
                 "action_size": self.action_size, "dt0": self.dt0}
 
-    def _load(self, path: Path) -> None:
+    def _resumable(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at `path`, if the run it holds can go on under this config."""
         st = load_checkpoint(path)
-        old = st["config"]
-        for key in ("robot", "cell", "units", "wiring", "backbone_units", "backbone_layers", "mode", "n_envs",
-                    "n_steps", "tbptt"):
+        old = st.get("config", {})
+        for key in RESUME_FIXED:
             was = old.get(key, getattr(PPOConfig, key))  # a key newer than the checkpoint: its default
             if was != getattr(self.cfg, key):
                 raise TrainingError(f"cannot resume {path}: it was trained with {key}={was!r}, "
                                     f"now {key}={getattr(self.cfg, key)!r}")
-        self.agent.load_state_dict(st["agent"])
+        return st
+
+    def _resume(self, st: dict[str, Any]) -> None:
+        """The optimiser, counters and random state of checkpoint `st` (weights: restore_agent)."""
         self.opt.load_state_dict(st["opt"])
-        self.obs_rms.load_state_dict(st["obs_rms"])
         self.global_step, self.update = int(st["global_step"]), int(st["update"])
         self.best_eval, self.elapsed = float(st["best_eval"]), float(st.get("elapsed", 0.0))
         torch.set_rng_state(st["torch_rng"])
-        print(f"resumed {path} at step {self.global_step} (update {self.update})")
+        print(f"resumed {self.ckpt_path} at step {self.global_step} (update {self.update})")
 
     # -- rollout
     def _collect(self, carry: tuple, ep: dict) -> tuple[dict[str, torch.Tensor], tuple]:
@@ -398,10 +436,7 @@ class Trainer:
         """Write the artifact from `state` (a checkpoint dict; the current agent when None)."""
         agent, rms = self.agent, self.obs_rms
         if state is not None:
-            agent = Agent(self.cfg, self.obs_size, self.action_size)
-            agent.load_state_dict(state["agent"])
-            rms = RunningMeanStd(self.obs_size)
-            rms.load_state_dict(state["obs_rms"])
+            _, agent, rms = restore_agent(state, self.best_path)
         return export_agent(agent, rms, path, robot=self.cfg.robot, nominal_period=self.dt0, provenance={
             "command": self.command, "seed": self.cfg.seed, "algorithm": "recurrent PPO (liquid_control.learning.ppo)",
             "env_steps": int(state["global_step"] if state else self.global_step),
