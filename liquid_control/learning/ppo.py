@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,77 +43,10 @@ from liquid_control.learning.envs import env_factory, info_dt, make_env, nominal
 from liquid_control.learning.errors import TrainingError
 from liquid_control.learning.logs import CSVLog, plot_learning_curve, truncate_csv
 from liquid_control.learning.normalise import RunningMeanStd
+from liquid_control.learning.ppo_config import RESUME_FIXED, PPOConfig
 
-CELLS = ("cfc", "ltc")
 CSV_FIELDS = ["step", "update", "time_s", "sps", "train_return", "train_length", "eval_mean", "eval_std",
               "pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "lr", "log_std"]
-
-
-@dataclass
-class PPOConfig:
-    robot: str = "cartpole"
-    cell: str = "cfc"
-    units: int = 32
-    backbone_units: int = 32
-    backbone_layers: int = 1
-    mode: str = "default"           # CfC mode
-    wiring: str = "full"            # "full" (fully connected + projection) or "ncp" (ncps AutoNCP, motor = action)
-    steps: int = 100_000            # total env steps
-    seed: int = 0
-    n_envs: int = 8
-    n_steps: int = 128              # rollout length per env
-    tbptt: int = 16                 # truncated-BPTT chunk length
-    epochs: int = 10
-    minibatches: int = 4
-    lr: float = 1e-3
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = 0.05  # stop the epoch loop early when the policy moved too far
-    init_log_std: float = -0.5
-    critic_hidden: int = 64
-    dt_jitter: float = 0.0          # train with each control period drawn from nominal * [1-j, 1+j]
-    eval_every: int = 10_000
-    eval_episodes: int = 5
-    vector: str = "sync"            # "sync" or "async" (subprocesses)
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.cell not in CELLS:
-            raise TrainingError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        positive = {"units": self.units, "steps": self.steps, "n_envs": self.n_envs, "n_steps": self.n_steps,
-                    "tbptt": self.tbptt, "epochs": self.epochs, "minibatches": self.minibatches,
-                    "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
-                    "backbone_units": self.backbone_units, "critic_hidden": self.critic_hidden}
-        for name, v in positive.items():
-            if not isinstance(v, int) or v <= 0:
-                raise TrainingError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        if self.backbone_layers < 0:
-            raise TrainingError(f"backbone-layers must be >= 0, got {self.backbone_layers}")
-        if not (0 < self.lr < 1) or not math.isfinite(self.lr):
-            raise TrainingError(f"lr must lie in (0, 1), got {self.lr}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0 < getattr(self, name) <= 1:
-                raise TrainingError(f"{name.replace('_', '-')} must lie in (0, 1], got {getattr(self, name)}")
-        if not 0 < self.clip < 1:
-            raise TrainingError(f"clip must lie in (0, 1), got {self.clip}")
-        if not 0 <= self.dt_jitter < 1:
-            raise TrainingError(f"dt-jitter must lie in [0, 1), got {self.dt_jitter}")
-        if self.n_steps % self.tbptt:
-            raise TrainingError(f"n-steps ({self.n_steps}) must be a multiple of tbptt ({self.tbptt})")
-        if (self.n_envs * self.n_steps // self.tbptt) % self.minibatches:
-            raise TrainingError(f"the {self.n_envs * self.n_steps // self.tbptt} TBPTT chunks per rollout "
-                                f"do not split into {self.minibatches} minibatches")
-        if self.vector not in ("sync", "async"):
-            raise TrainingError(f"vector must be 'sync' or 'async', got {self.vector!r}")
-        if self.wiring not in ("full", "ncp"):
-            raise TrainingError(f"unknown wiring {self.wiring!r}; choose full or ncp")
-        if self.mode not in ("default", "pure", "no_gate"):
-            raise TrainingError(f"unknown CfC mode {self.mode!r}; choose default, pure or no_gate")
 
 
 # ------------------------------------------------------------------------------------------ the agent
@@ -170,11 +103,6 @@ class Agent(nn.Module):
 
     def dist(self, mean: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
-
-
-# Config keys that shape the network or the rollout buffers: a resumed run must keep them.
-RESUME_FIXED = ("robot", "cell", "units", "wiring", "backbone_units", "backbone_layers", "mode", "critic_hidden",
-                "n_envs", "n_steps", "tbptt")
 
 
 def restore_agent(state: dict[str, Any], source: Path | str) -> tuple[PPOConfig, Agent, RunningMeanStd]:
