@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +39,38 @@ from liquid_control.learning.normalise import RunningMeanStd
 
 @dataclass
 class DistillConfig:
-    robot: str = "cartpole_novel"
-    teacher: str = "policies/cartpole.onnx"
-    teacher_robot: str | None = None     # the teacher's spec; default: the one its artifact records
-    cell: str = "cfc"
-    units: int = 32
-    backbone_units: int = 32
-    backbone_layers: int = 1
-    iters: int = 20
-    n_envs: int = 8
-    rollout_steps: int = 256             # per env and iteration
-    beta_decay: float = 0.5              # beta_i = beta_decay ** i (i = 0: teacher only)
-    seq_len: int = 32
-    batch: int = 64                      # sequences per gradient step
-    grad_steps: int = 200                # per iteration
-    lr: float = 3e-3
-    seed: int = 0
-    eval_episodes: int = 5
-    dt_jitter: float = 0.0
+    """Every setting of a distillation. The fields are the command line of `liquid-control distill`
+    (cli/config_args.py): each option's type, default and help are written here and nowhere else."""
+
+    robot: str = field(default="cartpole_novel", metadata={"help": "the student's robot spec (what its sensors give)"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "teacher: a policy artifact (.onnx) or a stable-baselines3 model (.zip)",
+        "shown": "the shipped full-state cartpole policy"})
+    teacher_robot: str | None = field(default=None, metadata={
+        "help": "the teacher's robot spec", "shown": "the one its artifact records"})
+    cell: str = field(default="cfc", metadata={"help": "student cell: cfc or ltc"})
+    units: int = field(default=32, metadata={"help": "hidden units of the student cell"})
+    backbone_units: int = field(default=32, metadata={"help": "CfC backbone width"})
+    backbone_layers: int = field(default=1, metadata={"help": "CfC backbone depth"})
+    iters: int = field(default=20, metadata={"help": "DAgger iterations"})
+    n_envs: int = field(default=8, metadata={"help": "parallel envs"})
+    rollout_steps: int = field(default=256, metadata={"help": "steps per env and iteration"})
+    beta_decay: float = field(default=0.5, metadata={
+        "help": "probability of executing the teacher's action in iteration i: beta-decay ** i"})
+    seq_len: int = field(default=32, metadata={"help": "BPTT sequence length"})
+    batch: int = field(default=64, metadata={"help": "sequences per gradient step"})
+    grad_steps: int = field(default=200, metadata={"help": "gradient steps per iteration"})
+    lr: float = field(default=3e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seeds torch, the envs and the teacher/student choice"})
+    eval_episodes: int = field(default=5, metadata={"help": "episodes per student evaluation"})
+    dt_jitter: float = field(default=0.0, metadata={
+        "help": "train with each control period drawn from nominal * [1-j, 1+j]"})
+
+    def __post_init__(self) -> None:
+        if not self.teacher:  # recorded as the path it stands for
+            from liquid_control.core.resources import default_policy_path
+
+            self.teacher = str(default_policy_path("cartpole"))
 
     def validate(self) -> None:
         for name in ("units", "backbone_units", "iters", "n_envs", "rollout_steps", "seq_len", "batch",
