@@ -9,19 +9,17 @@ HELP = "behaviour cloning of a liquid policy from bags"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from liquid_control.cli.config_args import add_config_arguments
+    from liquid_control.learning.bc import BCConfig
+
     p.add_argument("bags", type=Path, nargs="+", help="rosbag2 bags holding sensor topics and recorded commands")
     p.add_argument("--robot", "-r", required=True, help="robot name or spec YAML")
     p.add_argument("--out", "-o", type=Path, required=True, help="policy artifact to write (.onnx)")
-    p.add_argument("--cell", choices=("cfc", "ltc"), default="cfc")
-    p.add_argument("--units", type=int, default=32)
-    p.add_argument("--backbone-units", type=int, default=32, help="CfC backbone width")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--seq-len", type=int, default=64, help="steps per truncated-BPTT chunk (state carried across chunks)")
-    p.add_argument("--batch", type=int, default=16, help="sequences per update")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--remap", action="append", default=[], metavar="RECORDED:=NEW")
-    p.add_argument("--time-base", choices=("receive", "header"), default="receive")
+    add_config_arguments(p.add_argument_group("settings (liquid_control.learning.bc.BCConfig)"), BCConfig)
+    p.add_argument("--remap", action="append", default=[], metavar="RECORDED:=NEW",
+                   help="read a recorded topic as another name (repeatable)")
+    p.add_argument("--time-base", choices=("receive", "header"), default="receive",
+                   help="a sample's time: when it was received, or its header stamp (default: %(default)s)")
     p.add_argument("--recover", action="store_true", help="read truncated or damaged bags up to the damage")
     p.add_argument("--eval", type=int, default=0, metavar="EPISODES",
                    help="evaluate the clone in the MuJoCo env for this many episodes (needs mujoco)")
@@ -33,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.core.artifact import write_artifact
     from liquid_control.core.errors import LiquidControlError
     from liquid_control.core.spec import load_spec
+    from liquid_control.cli.config_args import config_from_args
     from liquid_control.learning.bc import BCConfig, train_bc
 
     spec = load_spec(args.robot)
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for st in data.stats:
         for line in st.lines()[1:]:
             print(f"  bag: {line}")
-    config = BCConfig(cell=args.cell, units=args.units, backbone_units=args.backbone_units, epochs=args.epochs,
-                      seq_len=args.seq_len, batch=args.batch, lr=args.lr, seed=args.seed)
+    config = config_from_args(BCConfig, args)
     try:
         result = train_bc(data.demos, spec.obs_size, spec.action_size, config, log=lambda s: print(s, flush=True))
     except FloatingPointError as exc:

@@ -26,15 +26,20 @@ from liquid_control.learning.cells import CfC, LTC, to_params
 
 @dataclass
 class BCConfig:
-    cell: str = "cfc"
-    units: int = 32
-    backbone_units: int = 32
-    epochs: int = 40
-    seq_len: int = 64
-    batch: int = 16
-    lr: float = 3e-3
-    seed: int = 0
-    val_fraction: float = 0.1
+    """Every setting of a behaviour-cloning run. The fields are the command line of `liquid-control train-bc`
+    (cli/config_args.py): each option's type, default and help are written here and nowhere else."""
+
+    cell: str = field(default="cfc", metadata={"help": "liquid cell", "choices": ("cfc", "ltc")})
+    units: int = field(default=32, metadata={"help": "hidden units of the cell"})
+    backbone_units: int = field(default=32, metadata={"help": "CfC backbone width"})
+    epochs: int = field(default=40, metadata={"help": "passes over the demonstrations"})
+    seq_len: int = field(default=64, metadata={
+        "help": "steps per truncated-BPTT chunk (state carried across chunks)"})
+    batch: int = field(default=16, metadata={"help": "sequences per update"})
+    lr: float = field(default=3e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seeds the initial weights and the order of the sequences"})
+    val_fraction: float = field(default=0.1, metadata={
+        "cli": False, "help": "share of the sequences held out for validation (with 10 or more sequences)"})
 
 
 @dataclass
