@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
+from liquid_control.learning.envs import make_env  # noqa: E402
 from liquid_control.learning.evaluate import run_episodes  # noqa: E402
 from liquid_control.learning.ppo import PPOConfig, Trainer  # noqa: E402
-from liquid_control.learning.envs import make_env  # noqa: E402
 
 N_ENVS, N_STEPS, EPOCHS, BATCH, UNITS = 8, 128, 10, 256, 32
 TIMING_ENV = {"timestep": 0.004}
