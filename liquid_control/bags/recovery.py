@@ -209,7 +209,38 @@ class RecoveringSqlite3Reader(Sqlite3Reader):
             self._remove_copy()
 
 
-def salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tuple[int, int, list[tuple[int, int]]]:
+class _Unordered(Exception):
+    """A scan in id order met an id out of order (a damaged page links back)."""
+
+
+def _id_reads(src: Any, i: int) -> bool:
+    """Whether looking up message id `i` gets through the table's pages (whether or not a row has that id)."""
+    try:
+        list(src.execute("SELECT id FROM messages WHERE id = ?", (i,)))
+        return True
+    except apsw.Error:
+        return False
+
+
+def _next_readable_id(src: Any, bad: int, max_id: int) -> int:
+    """The first id after the damaged pages that hold `bad` (max_id + 1: none). The ids past a damaged
+    stretch read again, so: steps doubling from `bad` until an id reads, then bisection back to the
+    first one that does; O(log n) lookups however large the stretch (or a damaged max(id)) is."""
+    lo, step = bad, 1  # lo: an id that does not read
+    while lo + step <= max_id and not _id_reads(src, lo + step):
+        lo, step = lo + step, step * 2
+    hi = lo + step
+    if hi > max_id:
+        if max_id <= lo or not _id_reads(src, max_id):
+            return max_id + 1
+        hi = max_id
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _id_reads(src, mid) else (mid, hi)
+    return hi
+
+
+def salvage_sqlite(source: Path, dest: Path) -> tuple[int, int, list[tuple[int, int]]]:
     """Copy the readable part of a damaged rosbag2 sqlite3 file into a new one. Returns (rows kept,
     rows lost, lost id ranges). The small tables (schema, topics, definitions) must read whole; a row
     that the damage duplicated or that breaks a constraint is counted lost, never an error."""
@@ -237,12 +268,18 @@ def salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tup
                            f"{explain(exc)})") from None
         if not isinstance(max_id, int):
             raise BagError(f"{source}: damaged beyond recovery (message ids are not integers)")
+        # rosbag2 numbers its rows 1, 2, 3, ...: a max(id) beyond the file's size in bytes is damage itself
+        max_id = min(max_id, source.stat().st_size)
         kept, lost, ranges, next_id = 0, 0, [], 1
         insert = "INSERT OR IGNORE INTO messages (id, topic_id, timestamp, data) VALUES (?, ?, ?, ?)"
+        budget = 4 * max_id + 1000  # rows read and ids looked up: a damaged tree can lead a scan in circles
         while next_id <= max_id:
             try:
                 for row in src.execute("SELECT id, topic_id, timestamp, data FROM messages WHERE id >= ? ORDER BY id",
                                        (next_id,)):
+                    budget -= 1
+                    if not isinstance(row[0], int) or row[0] < next_id or budget < 0:
+                        raise _Unordered  # ids must come in increasing order: the tree's pages are damaged
                     try:
                         ok = dst.execute(insert, row).rowcount == 1
                     except sqlite3.Error:  # a value of the wrong type for its column
@@ -251,19 +288,13 @@ def salvage_sqlite(source: Path, dest: Path, max_probes: int = 1_000_000) -> tup
                     lost += not ok
                     next_id = row[0] + 1
                 break
-            except apsw.Error:
-                first_bad, probes = next_id, 0
-                next_id += 1
-                while next_id <= max_id and probes < max_probes:  # the first id after the damaged pages
-                    try:
-                        if list(src.execute("SELECT id FROM messages WHERE id = ?", (next_id,))):
-                            break
-                    except apsw.Error:
-                        pass
-                    next_id += 1
-                    probes += 1
-                ranges.append((first_bad, next_id - 1))
+            except (apsw.Error, _Unordered):
+                first_bad = next_id
+                next_id = max_id + 1 if budget < 0 else _next_readable_id(src, next_id, max_id)
                 lost += next_id - first_bad
+                if ranges and ranges[-1][1] + 1 == first_bad:  # one damaged stretch, met twice
+                    first_bad = ranges.pop()[0]
+                ranges.append((first_bad, next_id - 1))
         try:
             dst.execute("CREATE INDEX IF NOT EXISTS timestamp_idx ON messages (timestamp ASC)")
             dst.commit()
