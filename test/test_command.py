@@ -148,3 +148,24 @@ def test_stop_is_the_safe_value_even_when_holding():
     p.apply(np.array([0.25, 0.3]), 0.01)
     assert p.safe().tolist() == [0.5, 3.0]  # hold: a sensor fault keeps the last command
     assert p.stop().tolist() == [0.5, 0.0]  # e-stop / disable / deactivate: the spec's safe value
+
+
+@pytest.mark.parametrize("action, expected", [(-7.0, -2.0), (7.0, 2.0), (-0.5, -1.0), (0.25, 0.5)])
+def test_actions_beyond_unit_range_are_clipped_on_both_sides(action, expected):
+    # scale 2 with limits far wider than the scale: only the action's [-1, 1] range bounds the command
+    # (hand-computed: clip(action, -1, 1) * 2)
+    p = CommandPipeline(action_spec(names=("a",), scale=(2.0,), lower=(-100.0,), upper=(100.0,), safe=(0.0,)))
+    cmd, ok = p.apply(np.array([action]), 0.01)
+    assert ok and cmd.tolist() == [expected]
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_rate_limit_never_steps_past_the_limits(sign):
+    # a rate limit wide enough to cross the bound in one tick: the limits still win, on each side
+    p = CommandPipeline(action_spec(names=("a",), scale=(10.0,), lower=(-1.0,), upper=(1.0,), rate_limit=(100.0,),
+                                    safe=(0.0,)))
+    p.apply(np.array([sign * 0.09]), 0.01)  # 0.9 towards the bound (rate allows 1.0 per 0.01 s)
+    cmd, ok = p.apply(np.array([sign * 1.0]), 0.01)  # prev +- step = +-1.9: must stop at +-1.0
+    assert ok and cmd.tolist() == [sign * 1.0]
+    cmd, ok = p.apply(np.array([-sign * 1.0]), 0.01)  # and back by at most rate * dt = 1.0
+    assert ok and cmd.tolist() == [0.0]

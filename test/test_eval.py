@@ -34,10 +34,9 @@ def test_timing_perturbations_reach_the_policy(tmp_path):
                  "onnxruntime", "--json", str(fast)]) == 0
     res = json.loads(fast.read_text())
     assert res["dt_min"] == res["dt_max"] == pytest.approx(0.02)
-    # twice the rate, the same 40 s horizon: 2000 steps, each reward weighted by dt / nominal period
-    if res["mean"] >= 950:
-        assert res["mean_length"] == 2000
-    assert res["max"] <= 1000 + 1e-6
+    # twice the rate, the same 40 s horizon: 2000 steps, each reward weighted by dt / nominal period; the
+    # shipped policy holds the pole at twice its rate (seeded episode), so the whole horizon is run
+    assert res["mean_length"] == 2000 and res["mean"] == pytest.approx(1000.0)
 
 
 def test_video_is_written(tmp_path, offscreen_gl):

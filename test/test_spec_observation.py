@@ -189,3 +189,23 @@ def test_encode_is_part_of_the_layout_only_where_set():
     assert "encode" not in b.layout()["observation"][0]  # specs without it keep the hashes they always had
     assert a.hash != b.hash
     assert layout_difference(a.layout(), b.layout()) == "observation[0].encode is None, expected 'sincos'"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_imu_values_are_refused_like_joint_states(value):
+    spec = parse_spec({
+        "robot": "t", "rate_hz": 100,
+        "observation": [{"topic": "imu", "type": "sensor_msgs/Imu", "field": "angular_velocity", "axes": ["x", "y"]}],
+        "action": {"topic": "cmd", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]},
+    })
+    asm = ObservationAssembler(spec)
+    good = Imu()
+    good.angular_velocity.x, good.angular_velocity.y = 1.0, 2.0
+    assert asm.update("imu", good, 0.0) is None
+    bad = Imu()
+    bad.angular_velocity.x, bad.angular_velocity.y = 1.0, value
+    err = asm.update("imu", bad, 0.01)
+    assert err is not None and "non-finite" in err
+    obs, fault = asm.assemble(0.01)
+    assert fault.kind == "invalid"
+    np.testing.assert_allclose(obs, [1.0, 2.0])  # the last good sample, nothing half-written
