@@ -21,6 +21,13 @@ class BagError(LiquidControlError):
     """A bag is missing, unreadable, corrupt, truncated, or lacks what is asked of it."""
 
 
+def check_max_gap(value: float) -> float:
+    """A --max-gap (seconds between consecutive messages that end replay or play): > 0, inf for no bound."""
+    if not value > 0:  # also NaN
+        raise BagError(f"--max-gap must be > 0 seconds (inf: no bound), got {value:g}")
+    return float(value)
+
+
 STORAGES = ("mcap", "sqlite3")
 SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
 

@@ -39,13 +39,13 @@ Only the bags layer imports this (rosbags is an optional dependency: the `bags` 
 """
 from __future__ import annotations
 
-from liquid_control.bags.common import STORAGES, BagError, normalize_topic
+from liquid_control.bags.common import STORAGES, BagError, check_max_gap, normalize_topic
 from liquid_control.bags.reader import BagMessage, BagReader, BagTopic, RawMessage, ReadStats, open_bag
 from liquid_control.bags.typestore import (DEFAULT_DISTRO, DISTROS, CdrError, bag_typestore, decode_cdr,
                                            distro_typestore, ensure_types)
 from liquid_control.bags.writer import COMMAND_QOS, SENSOR_QOS, BagWriter, check_bag_version, qos_profile
 
-__all__ = ["STORAGES", "BagError", "normalize_topic", "BagMessage", "BagReader", "BagTopic", "RawMessage",
+__all__ = ["STORAGES", "BagError", "check_max_gap", "normalize_topic", "BagMessage", "BagReader", "BagTopic", "RawMessage",
            "ReadStats", "open_bag", "DEFAULT_DISTRO", "DISTROS", "CdrError", "bag_typestore", "decode_cdr",
            "distro_typestore", "ensure_types", "COMMAND_QOS", "SENSOR_QOS", "BagWriter", "check_bag_version",
            "qos_profile"]

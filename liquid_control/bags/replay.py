@@ -42,7 +42,7 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from liquid_control.bags.io import (COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats,
+from liquid_control.bags.io import (COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats, check_max_gap,
                                     ensure_types, normalize_topic)
 from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_notes, in_time_order
 from liquid_control.core.command import CommandPipeline
@@ -95,12 +95,6 @@ def default_max_gap(spec: RobotSpec) -> float:
     rather than a damaged timestamp or a clock jump: 100 sensor timeouts, at least 10 s (a robot paused
     for longer than that is better replayed in pieces with --start-offset / --duration)."""
     return max(10.0, 100.0 * spec.safety.sensor_timeout)
-
-
-def check_max_gap(value: float) -> float:
-    if not value > 0:  # also NaN
-        raise BagError(f"--max-gap must be > 0 seconds (inf: no bound), got {value:g}")
-    return float(value)
 
 
 class PolicyLike(Protocol):

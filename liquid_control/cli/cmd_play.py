@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from liquid_control.cli.bag_options import add_read_checks
+
 HELP = "republish a rosbag2 bag on ROS 2 topics"
 
 
@@ -25,14 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wait for N subscribers on every played topic (e.g. 2: a controller and a recorder)")
     p.add_argument("--delay", type=float, default=0.2, metavar="S",
                    help="seconds between finding the subscribers and the first message (readers finish matching)")
-    p.add_argument("--recover", action="store_true",
-                   help="play a truncated or damaged bag up to the damage (the loss is reported; implies --allow-partial)")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="accept publishing fewer messages than metadata.yaml or the storage says the bag holds "
-                        "(reported per topic; without it that is an error)")
-    p.add_argument("--max-gap", type=float, metavar="S",
-                   help="stop at a gap of more than S seconds of bag time between consecutive messages instead of "
-                        "sleeping through it (a damaged timestamp or clock jump; default 10; inf: no bound)")
+    add_read_checks(p, "publishing", "10 s")
 
 
 def run(args: argparse.Namespace) -> int:

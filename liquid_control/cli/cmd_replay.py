@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from liquid_control.bags.versions import VERSION_HELP
+from liquid_control.cli.bag_options import add_read_checks
 
 HELP = "replay a rosbag2 bag through a policy offline"
 
@@ -43,15 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reorder-window", type=float, default=0.5, metavar="S",
                    help="with --time-base header: how far out of stamp order messages may arrive (s)")
     p.add_argument("--rate", type=float, metavar="HZ", help="tick rate (default: the spec's rate_hz)")
-    p.add_argument("--recover", action="store_true",
-                   help="read a truncated or damaged bag up to the damage (the loss is reported; implies --allow-partial)")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="accept reading fewer messages than metadata.yaml or the storage says the bag holds "
-                        "(reported per topic; without it that is an error)")
-    p.add_argument("--max-gap", type=float, metavar="S",
-                   help="end the replay at a gap of more than S seconds between consecutive messages (a damaged "
-                        "timestamp or clock jump would otherwise tick through it; default: 100 x the spec's "
-                        "sensor_timeout, at least 10 s; inf: no bound)")
+    add_read_checks(p, "reading", "100 x the spec's sensor_timeout, at least 10 s")
     p.add_argument("--distro", help="ROS distro whose message definitions decode topics the bag has none for "
                                     "(humble, jazzy, kilted, ...; default: the bag's, else kilted)")
     p.add_argument("--json", type=Path, help="write the summary (ticks, RMSE, skips, ...) as JSON")
@@ -82,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401  (first: a missing extra is one line now, not after the replay)
 
     from liquid_control.bags.io import check_bag_version
-    from liquid_control.bags.replay import ReplayOptions, check_max_gap, parse_remaps, replay
+    from liquid_control.bags.replay import ReplayOptions, parse_remaps, replay
     from liquid_control.core.errors import LiquidControlError
     from liquid_control.core.outputs import check_paths, write_file
     from liquid_control.core.policy import Policy
@@ -95,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
         if not 1.0 <= args.rate <= 10000.0:
             raise LiquidControlError(f"--rate {args.rate:g} is outside 1..10000 Hz")
         spec = dataclasses.replace(spec, rate_hz=float(args.rate))
-    if args.max_gap is not None:
-        check_max_gap(args.max_gap)
     policy = Policy.load(model, backend=args.backend, spec=spec)
     options = ReplayOptions(start_offset=args.start_offset, duration=args.duration, remap=parse_remaps(args.remap),
                             time_base=args.time_base, ticks=args.ticks, reorder_window=args.reorder_window,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from liquid_control.bags import census as bag_census
-from liquid_control.bags.io import BagError, BagReader
+from liquid_control.bags.io import BagError, BagReader, check_max_gap
 
 DEFAULT_MAX_GAP = 10.0  # seconds of bag time between consecutive messages (play has no robot spec)
 
@@ -106,8 +106,7 @@ def play(bag_path: str | Path, options: PlayOptions = PlayOptions(), *, stop: th
 
     if not options.rate > 0:
         raise BagError(f"playback rate must be > 0, got {options.rate:g}")
-    if not options.max_gap > 0:
-        raise BagError(f"--max-gap must be > 0 seconds (inf: no bound), got {options.max_gap:g}")
+    check_max_gap(options.max_gap)
     stop = stop or threading.Event()
     result = PlayResult()
     whole = not options.start_offset and options.duration is None

@@ -190,13 +190,12 @@ def check_param(name: str, value: Any) -> str | None:
         return "sensor_timeout must be > 0 s (or 0 for the spec's)"
     if name == "soft_start" and value < 0 and value != -1.0:
         return "soft_start must be >= 0 s (or -1 for the spec's)"
-    if name in ("command_lower", "command_upper") and not isinstance(value, (str, bytes, bool)) \
-            and len(value) > MAX_ACTUATORS:
-        return f"{name} has {len(value)} values; at most {MAX_ACTUATORS} (one per actuator)"
-    if name in ("command_lower", "command_upper") and (
-            isinstance(value, (str, bytes, bool)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                            and not math.isnan(v) for v in value)):
-        return f"{name} must be a list of numbers (one per actuator), got {value!r}"
+    if name in ("command_lower", "command_upper"):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not all(  # rclpy: array('d')
+                isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in value):
+            return f"{name} must be a list of numbers (one per actuator), got {str(value)[:80]}"
+        if len(value) > MAX_ACTUATORS:
+            return f"{name} has {len(value)} values; at most {MAX_ACTUATORS} (one per actuator)"
     if name == "estop_topic":
         from rclpy.validate_topic_name import validate_topic_name
 
@@ -914,7 +913,7 @@ def main(args: list[str] | None = None) -> int:
         try:
             from rclpy.experimental import EventsExecutor
         except ImportError:  # Humble's rclpy has none: the node still runs, on the Python executor
-            node.get_logger().warn("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor "
+            node.get_logger().warning("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor "
                                    "(Humble); using the SingleThreadedExecutor")
         else:
             executor = EventsExecutor()
