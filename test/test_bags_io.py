@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liquid_control.bags.io import (BagError, BagWriter, CdrError, COMMAND_QOS, SENSOR_QOS,
+from liquid_control.bags.io import (BagError, BagWriter, CdrError, BAG_COMMAND_QOS, BAG_SENSOR_QOS,
                                     decode_cdr, distro_typestore, open_bag)
 from liquid_control.bags.synth import write_cartpole_bag
 from liquid_control.core.errors import LiquidControlError
@@ -32,7 +32,7 @@ def test_roundtrip_keeps_messages_types_definitions_and_qos(bags, storage):
             "/joint_states": (JS, info.joint_messages), "/effort_controller/commands": (F64, info.command_messages)}
         assert info.joint_messages == 1000 and info.command_messages == 50
         js = bag.topics["/joint_states"]
-        assert js.qos == (SENSOR_QOS,) and bag.topics["/effort_controller/commands"].qos == (COMMAND_QOS,)
+        assert js.qos == (BAG_SENSOR_QOS,) and bag.topics["/effort_controller/commands"].qos == (BAG_COMMAND_QOS,)
         assert "float64[] position" in js.connection.msgdef.data  # definition stored in the bag
         times, first = [], None
         for m in bag.messages(["joint_states"]):  # relative names match recorded /joint_states

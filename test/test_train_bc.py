@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from liquid_control.bags.demos import extract_demos
-from liquid_control.bags.io import COMMAND_QOS, SENSOR_QOS, BagError, BagWriter, distro_typestore
+from liquid_control.bags.io import BAG_COMMAND_QOS, BAG_SENSOR_QOS, BagError, BagWriter, distro_typestore
 from liquid_control.bags.synth import write_cartpole_bag
 from liquid_control.cli.main import main
 from liquid_control.core.policy import Policy
@@ -26,8 +26,8 @@ def record_expert(path, policy, *, episodes=6, noise=0.3, seed=0):
     rng = np.random.default_rng(seed)
     t_ns, steps = 1_000_000_000_000, 0
     with BagWriter(path, typestore=ts) as w:
-        w.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(SENSOR_QOS,))
-        w.add_topic(SPEC.action.topic, SPEC.action.msg_type, qos=(COMMAND_QOS,))
+        w.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_SENSOR_QOS,))
+        w.add_topic(SPEC.action.topic, SPEC.action.msg_type, qos=(BAG_COMMAND_QOS,))
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
             policy.reset()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liquid_control.bags.io import COMMAND_QOS, SENSOR_QOS, BagWriter, distro_typestore
+from liquid_control.bags.io import BAG_COMMAND_QOS, BAG_SENSOR_QOS, BagWriter, distro_typestore
 from liquid_control.bags.versions import BAG_FIELD_SINCE
 
 JOINTS = ("slider", "hinge")
@@ -86,9 +86,9 @@ def write_cartpole_bag(path: str | Path, *, duration: float = 10.0, rate_hz: flo
     names = list(JOINTS)
     no_effort = np.zeros(0)
     with BagWriter(path, storage=storage, typestore=ts, version=bag_version) as bag:
-        bag.add_topic(joint_topic, "sensor_msgs/msg/JointState", qos=(SENSOR_QOS,))
+        bag.add_topic(joint_topic, "sensor_msgs/msg/JointState", qos=(BAG_SENSOR_QOS,))
         if commands:
-            bag.add_topic(command_topic, "std_msgs/msg/Float64MultiArray", qos=(COMMAND_QOS,))
+            bag.add_topic(command_topic, "std_msgs/msg/Float64MultiArray", qos=(BAG_COMMAND_QOS,))
         ci = 0
         for i in range(len(t)):
             stamp = start_ns + int(round(t[i] * 1e9))

@@ -28,8 +28,9 @@ def qos_profile(*, reliable: bool = True, depth: int = 10, transient_local: bool
                zero, zero, QosLiveliness.AUTOMATIC, zero, False)
 
 
-SENSOR_QOS = qos_profile(reliable=False, depth=5)  # rclpy's qos_profile_sensor_data
-COMMAND_QOS = qos_profile(reliable=True, depth=1)  # as the controller node publishes (ros/qos.py)
+# Stored in a bag's metadata (offered_qos_profiles), not rclpy profiles: the live ones are ros/qos.py's.
+BAG_SENSOR_QOS = qos_profile(reliable=False, depth=5)  # rclpy's qos_profile_sensor_data
+BAG_COMMAND_QOS = qos_profile(reliable=True, depth=1)  # as the controller node publishes
 
 
 def check_bag_version(value: int | str | None) -> int:
@@ -83,7 +84,7 @@ class BagWriter:
         self.count = 0
         self._closed = False
 
-    def add_topic(self, topic: str, msgtype: str, *, qos: Iterable[Qos] = (COMMAND_QOS,),
+    def add_topic(self, topic: str, msgtype: str, *, qos: Iterable[Qos] = (BAG_COMMAND_QOS,),
                   msgdef: str | None = None, digest: str | None = None) -> Connection:
         """Register a topic; its definition comes from the typestore unless given."""
         topic = normalize_topic(topic)
@@ -105,7 +106,7 @@ class BagWriter:
         if msgdef is None:
             msgdef = source_typestore.generate_msgdef(conn.msgtype, ros_version=2)[0]
         digest = conn.digest or source_typestore.hash_rihs01(conn.msgtype)
-        return self.add_topic(topic or source.name, conn.msgtype, qos=source.qos or (COMMAND_QOS,),
+        return self.add_topic(topic or source.name, conn.msgtype, qos=source.qos or (BAG_COMMAND_QOS,),
                               msgdef=msgdef, digest=digest)
 
     def write(self, topic: str, log_time_ns: int, data: bytes | memoryview) -> None:

@@ -341,7 +341,7 @@ class SimBridge(Node):
             f"command {self.spec.action.topic} ({self.spec.action.msg_type})")
 
     def _open_bag(self, path: Path) -> None:
-        from liquid_control.bags.io import SENSOR_QOS as BAG_SENSOR_QOS, BagWriter
+        from liquid_control.bags.io import BAG_SENSOR_QOS, BagWriter
 
         self._bag = BagWriter(path, version=self.get_parameter("bag_version").value)
         for filler, reader in zip(self.fillers, self.readers):
