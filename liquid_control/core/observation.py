@@ -72,7 +72,7 @@ class _Block:
                 if len(self._joint_index) > 32:  # a publisher that shuffles names every message
                     self._joint_index.clear()
                 idx = self._joint_index[names] = [names.index(j) for j in e.names]
-            # A few joints: picking Python floats beats building an ndarray and fancy-indexing it (~2 us).
+            # A few joints: picking Python floats costs less than building an ndarray and fancy-indexing it.
             raw = [float(values[i]) for i in idx]
             if not all(map(isfinite, raw)):
                 bad = e.names[next(k for k, v in enumerate(raw) if not isfinite(v))]

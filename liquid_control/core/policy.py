@@ -22,9 +22,12 @@ from liquid_control.core.errors import StepError
 from liquid_control.core.spec import RobotSpec
 
 F = np.float32
-_ndarray, _f32, _f64 = np.ndarray, np.dtype(np.float32), np.dtype(np.float64)
-_INF = math.inf
-_copyto = np.copyto
+
+
+def _require_finite(obs: np.ndarray, problem: str) -> None:
+    if not np.isfinite(obs).all():
+        bad = np.flatnonzero(~np.isfinite(obs))
+        raise StepError(f"observation has {problem} at index {bad.tolist()[:8]}")
 
 
 class Policy:
@@ -34,13 +37,9 @@ class Policy:
         self.artifact = artifact
         self.backend_name = backend_name
         self._backend = backend
-        self._step = backend.step
         self._I, self._N = artifact.obs_size, artifact.state_size
         self._shape = (self._I,)
         self._h = np.zeros(self._N, F)
-        self._zeros_obs, self._zeros_h = np.zeros(self._I, F), np.zeros(self._N, F)
-        self._zeros_action = np.zeros(artifact.action_size, F)
-        self._zeros_obs64 = np.zeros(self._I, np.float64)
         self._obs32 = np.empty(self._I, F)  # conversion buffer for observations that are not float32
 
     @classmethod
@@ -104,46 +103,33 @@ class Policy:
     # ------------------------------------------------------------------------------------ step
     def step(self, obs: Any, dt: float) -> np.ndarray:
         """Advance the hidden state by `dt` seconds with observation `obs`; return the action (A,) float32."""
-        # The common case (a float32 vector of the right length, a float dt) costs a handful of attribute
-        # checks and three BLAS dot products; everything else goes through _coerce, which raises or converts.
-        if type(obs) is not _ndarray or obs.dtype is not _f32 or obs.shape != self._shape:
+        if not (isinstance(obs, np.ndarray) and obs.dtype == F and obs.shape == self._shape):
             obs = self._coerce(obs)
-        # obs . 0 is NaN exactly when an element is NaN or inf (0 * inf = NaN), else 0; it cannot overflow.
-        if obs.dot(self._zeros_obs) != 0.0:
-            bad = np.flatnonzero(~np.isfinite(obs))
-            raise StepError(f"observation has non-finite values at index {bad.tolist()[:8]}")
-        if type(dt) is not float:
-            dt = self._as_dt(dt)
-        if not 0.0 < dt < _INF:
+        _require_finite(obs, "non-finite values")
+        dt = self._as_dt(dt)
+        if not (dt > 0.0 and math.isfinite(dt)):
             raise StepError(f"dt must be finite and > 0 seconds, got {dt!r}")
-        action, h_new = self._step(obs, dt, self._h)
-        if action.dot(self._zeros_action) != 0.0 or h_new.dot(self._zeros_h) != 0.0:
+        action, h_new = self._backend.step(obs, dt, self._h)
+        if not (np.isfinite(action).all() and np.isfinite(h_new).all()):
             raise StepError(f"the {self.backend_name} backend produced a non-finite action or state; "
                             "hidden state left unchanged (reset the policy)")
-        _copyto(self._h, h_new)
+        self._h[:] = h_new
         return action.copy()
 
     def _coerce(self, obs: Any) -> np.ndarray:
-        """Any observation that is not a native float32 vector of the right length: check, convert into a
+        """Any observation that is not a float32 vector of the right length: check, convert into a
         preallocated float32 buffer, or raise StepError."""
-        if type(obs) is not _ndarray:
+        if not isinstance(obs, np.ndarray):
             obs = self._as_array(obs)
         if obs.shape != self._shape:
             raise StepError(f"observation has shape {obs.shape}, expected ({self._I},)")
-        kind = obs.dtype.kind
-        if kind not in "fiu":
+        if obs.dtype.kind not in "fiu":
             raise StepError(f"observation dtype {obs.dtype} is not a real number type")
-        if kind == "f":
-            finite = obs.dot(self._zeros_obs64) == 0.0 if obs.dtype == _f64 else bool(np.isfinite(obs).all())
-            if not finite:
-                bad = np.flatnonzero(~np.isfinite(obs))
-                raise StepError(f"observation has non-finite values at index {bad.tolist()[:8]}")
+        _require_finite(obs, "non-finite values")
         out = self._obs32
         # float64 beyond +-3.4e38 becomes inf here (numpy warns once); refused just below
-        _copyto(out, obs, casting="unsafe")
-        if out.dot(self._zeros_obs) != 0.0:
-            bad = np.flatnonzero(~np.isfinite(out))
-            raise StepError(f"observation has values beyond the float32 range at index {bad.tolist()[:8]}")
+        np.copyto(out, obs, casting="unsafe")
+        _require_finite(out, "values beyond the float32 range")
         return out
 
     @staticmethod
