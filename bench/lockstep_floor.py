@@ -77,8 +77,7 @@ def driver(rate: float, seconds: float, out: Path | None, wait_for: float = 20.0
     from std_msgs.msg import Float64MultiArray
 
     from liquid_control.ros.messages import stamp_of
-    from liquid_control.ros.qos import COMMAND_SUB_QOS
-    from liquid_control.ros.sim_bridge import CLOCK_QOS, SENSOR_PUB_QOS
+    from liquid_control.ros.qos import CLOCK_QOS, COMMAND_SUB_QOS, SENSOR_PUB_QOS
 
     rclpy.init()
     node = rclpy.create_node("lockstep_floor_driver")

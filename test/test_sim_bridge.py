@@ -24,7 +24,7 @@ ROBOTS = ["cartpole", "cartpole_novel", "cartpole_imu", "reacher"]
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_messages_assemble_to_the_env_observation(robot):
     """Parity: for the same MuJoCo state, the controller's assembler on the bridge's messages = env obs."""
-    from liquid_control.ros.sim_bridge import _MessageFiller
+    from liquid_control.ros.sim_sensors import MessageFiller
 
     env = SpecEnv(robot)
     env.reset(seed=3)
@@ -33,7 +33,7 @@ def test_messages_assemble_to_the_env_observation(robot):
     for published in (False, True):  # the filled message, and what the bridge publishes (bytes for a JointState)
         assembler = ObservationAssembler(env.robot_spec)
         for topic in env.robot_spec.topics:
-            filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+            filler = MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
             msg = filler.fill(1_000)
             if published:
                 sent = filler.publishable(1_000)
@@ -54,7 +54,7 @@ def test_new_robot_messages_and_twist_command(tmp_path):
     from geometry_msgs.msg import Twist
 
     from liquid_control.core.command import decode_command
-    from liquid_control.ros.sim_bridge import _MessageFiller
+    from liquid_control.ros.sim_sensors import MessageFiller
     from test_sim_env import PENDULUM_SPEC, PENDULUM_XML
 
     (tmp_path / "pendulum.xml").write_text(PENDULUM_XML)
@@ -68,7 +68,7 @@ def test_new_robot_messages_and_twist_command(tmp_path):
     expected = env.sim_state_observation()  # refreshes sensors to the new state, as the bridge does before publishing
     assembler = ObservationAssembler(env.robot_spec)
     for topic in env.robot_spec.topics:
-        filler = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+        filler = MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
         assert assembler.update(topic, filler.fill(1), 1.0) is None
     obs, fault = assembler.assemble(1.0)
     assert fault is None and env.data.ctrl[0] == 0.75
@@ -76,11 +76,11 @@ def test_new_robot_messages_and_twist_command(tmp_path):
 
 
 def test_imu_message_is_complete_and_marks_missing_fields():
-    from liquid_control.ros.sim_bridge import _MessageFiller
+    from liquid_control.ros.sim_sensors import MessageFiller
 
     env = SpecEnv("cartpole_imu")
     env.reset(options={"qpos": [0.0, 0.3], "qvel": [0.0, 0.7]})
-    msg = _MessageFiller(TopicReader(env.model, env.data, env.robot_spec, "imu"), env.robot_spec).fill(5)
+    msg = MessageFiller(TopicReader(env.model, env.data, env.robot_spec, "imu"), env.robot_spec).fill(5)
     q = msg.orientation
     np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, np.sin(0.15), 0, np.cos(0.15)], atol=1e-12)
     assert msg.angular_velocity.y == pytest.approx(0.7)

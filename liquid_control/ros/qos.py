@@ -25,6 +25,10 @@ ACKNACK, handled on both processes' DDS threads: about 40 us of CPU per command 
 lockstep tick, a lost one would only be noticed at the writer's next periodic heartbeat (3 s in Fast
 DDS), after the bridge's lockstep timeout.
 
+Sim bridge publishers (sensors and /clock): RELIABLE, KEEP_LAST 10, VOLATILE. A reliable publisher
+matches both reliable and best-effort subscribers (the controller's are best effort); depth 10 so that
+a recorder sees every sample.
+
 Diagnostics: RELIABLE, depth 10, as diagnostic_aggregator and rqt expect. Step debug: RELIABLE with a
 deep queue, so that a test or recorder sees every tick.
 """
@@ -43,5 +47,7 @@ SENSOR_QOS = _volatile(1, ReliabilityPolicy.BEST_EFFORT)
 ESTOP_QOS = _volatile(10, ReliabilityPolicy.RELIABLE)
 COMMAND_QOS = _volatile(1, ReliabilityPolicy.RELIABLE)
 COMMAND_SUB_QOS = _volatile(1, ReliabilityPolicy.BEST_EFFORT)
+SENSOR_PUB_QOS = _volatile(10, ReliabilityPolicy.RELIABLE)
+CLOCK_QOS = SENSOR_PUB_QOS
 DIAGNOSTICS_QOS = _volatile(10, ReliabilityPolicy.RELIABLE)
 DEBUG_QOS = _volatile(1000, ReliabilityPolicy.RELIABLE)
