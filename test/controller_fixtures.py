@@ -66,7 +66,7 @@ class Record:
 
 
 def parse_debug(msg: Any, spec: RobotSpec = SPEC) -> Record:
-    from liquid_control.ros.controller_node import DEBUG_FIELDS
+    from liquid_control.ros.controller.step_debug import DEBUG_FIELDS
 
     d = np.asarray(msg.data, dtype=np.float64)
     k, n, a = len(DEBUG_FIELDS), spec.obs_size, spec.action_size

@@ -189,7 +189,7 @@ def test_ticker_ticks_the_same_from_the_clock_subscription_and_from_a_jump_callb
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from liquid_control.ros.controller_node import _SimTicker
+    from liquid_control.ros.controller.sim_clock import SimClockTicker
 
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -200,7 +200,7 @@ def test_ticker_ticks_the_same_from_the_clock_subscription_and_from_a_jump_callb
                                      parameter_overrides=[Parameter("use_sim_time", value=True)])
             sub = node._time_source._clock_sub  # what the executor calls with each /clock message
             events = []
-            ticker = _SimTicker(node.get_clock(), 20_000_000, lambda *a: events.append(("tick", *a)),
+            ticker = SimClockTicker(node.get_clock(), 20_000_000, lambda *a: events.append(("tick", *a)),
                                 lambda n: events.append(("overrun", n)), lambda: events.append(("epoch",)),
                                 lambda exc: events.append(("died", repr(exc))), sub if hooked else None)
             assert (sub.callback == ticker._on_clock) is hooked

@@ -26,7 +26,7 @@ def test_a_gap_restarts_the_hidden_state_and_the_soft_start(tmp_path):
     from rclpy.lifecycle import TransitionCallbackReturn
 
     from controller_fixtures import parse_debug
-    from liquid_control.ros.controller_node import LiquidController
+    from liquid_control.ros.controller.node import LiquidController
 
     model = make_artifact(tmp_path / "m.onnx", seed=7)
     ctx = Context()
@@ -47,7 +47,7 @@ def test_a_gap_restarts_the_hidden_state_and_the_soft_start(tmp_path):
         def tick(t: float, dt: float, obs: np.ndarray):
             node.assembler.update("joint_states", joint_state(obs[:2], obs[2:]), t)  # received just now
             node._tick(t, dt, 0.0)
-            Msg.data = node._debug_buf.copy()
+            Msg.data = node._debug.buf.copy()
             return parse_debug(Msg)
 
         rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def test_internal_error_and_loop_death_publish_the_spec_safe_value_even_under_ho
     from rclpy.lifecycle import TransitionCallbackReturn
 
     from liquid_control.ros import diagnostics as diag
-    from liquid_control.ros.controller_node import LiquidController
+    from liquid_control.ros.controller.node import LiquidController
 
     model = make_artifact(tmp_path / "m.onnx", seed=7)
     ctx = Context()

@@ -15,7 +15,7 @@ from ros_helpers import NodeProcess, Probe, ros_params
 NODE = "liquid_controller"
 # The controller's entry point, with rclpy.experimental made unimportable first.
 HIDE_AND_RUN = ("import sys; sys.modules['rclpy.experimental'] = None; "
-                "from liquid_control.ros.controller_node import main; sys.exit(main())")
+                "from liquid_control.ros.controller.run import main; sys.exit(main())")
 WARNING = "has no rclpy.experimental.EventsExecutor"
 
 

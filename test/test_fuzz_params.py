@@ -8,7 +8,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from fuzz_settings import fuzz
-from liquid_control.ros.controller_node import PARAMS, check_param
+from liquid_control.ros.controller.params import PARAMS, check_param
 from liquid_control.ros.params_file import check_files, unknown_parameters
 
 from ros_helpers import NodeProcess, console_script

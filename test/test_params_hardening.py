@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from liquid_control.ros.controller_node import MAX_ACTUATORS, PARAMS, check_param
+from liquid_control.ros.controller.params import MAX_ACTUATORS, PARAMS, check_param
 from liquid_control.ros.params_file import check_files, unknown_parameters
 
 from ros_helpers import NodeProcess, console_script

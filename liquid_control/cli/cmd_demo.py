@@ -127,7 +127,7 @@ def _replay_policy(model_path: Path | None, robot: str, records: list[dict[str, 
 
 
 def _parse(debug: list[np.ndarray], obs_size: int, action_size: int) -> list[dict[str, Any]]:
-    from liquid_control.ros.controller_node import DEBUG_FIELDS
+    from liquid_control.ros.controller.step_debug import DEBUG_FIELDS
 
     k = len(DEBUG_FIELDS)
     out = []

@@ -59,6 +59,6 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liquid_control.ros.controller_node import main
+    from liquid_control.ros.controller.run import main
 
     return main(ros_arguments(args))

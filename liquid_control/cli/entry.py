@@ -20,7 +20,7 @@ def _main(module: str, executable: str) -> int:
 
 
 def controller() -> int:
-    return _main("liquid_control.ros.controller_node", "controller")
+    return _main("liquid_control.ros.controller.run", "controller")
 
 
 def sim_bridge() -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-OK, WARN, ERROR, STALE = 0, 1, 2, 3
+from liquid_control.core.control import ERROR, OK, STALE, WARN  # diagnostic_msgs levels
 _RANK = {OK: 0, WARN: 1, STALE: 2, ERROR: 3}  # how bad, for "worst over the window"
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR", STALE: "STALE"}
 
