@@ -2,9 +2,11 @@
 
 The same parts as the node, fed from the bag instead of live topics:
   * observations: core.observation.ObservationAssembler, updated with each recorded sensor message;
-  * commands: core.command.CommandPipeline (scale, soft start, rate limit, clamp, safe command);
-  * timing: ticks on an absolute schedule in bag time, t_k = t_0 + k * period (t_0: the first replayed
-    message), and dt for the cell is the bag time between policy steps. Every message stamped at or
+  * the tick: core.control.ControlLaw, the node's control law (dt gaps, soft start, stale and invalid
+    sensors, the safe command, policy failures), with an e-stop topic in the bag (std_msgs/Bool,
+    `estop_topic`, default /estop) honoured as the node honours it;
+  * timing: ticks on core.schedule's absolute schedule in bag time, t_k = t_0 + k * period (t_0: the
+    first replayed sensor message), and dt is the bag time between ticks. Every message stamped at or
     before t_k is applied before tick k.
 
 Ticks `recorded` instead: one tick at each recorded command message (the recorded controller's own
@@ -38,20 +40,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 
 import numpy as np
 
-from liquid_control.bags.io import (COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats, check_max_gap,
+from liquid_control.bags.io import (BAG_COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats, check_max_gap,
                                     ensure_types, normalize_topic)
 from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_notes, in_time_order
 from liquid_control.core.command import CommandPipeline
-from liquid_control.core.errors import SpecError, StepError
+from liquid_control.core.control import SAFE_FAULT, SAFE_STOP, STEPPED, ControlLaw, EStop, StepPolicy
+from liquid_control.core.errors import SpecError
 from liquid_control.core.observation import Fault, ObservationAssembler
 from liquid_control.core.outputs import AtomicFile
+from liquid_control.core.schedule import Schedule
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
 
 TICK_SOURCES = ("schedule", "recorded")
+BOOL = "std_msgs/msg/Bool"  # the e-stop's type
 MAX_TICKS = 100_000_000  # 55 hours of a 500 Hz loop: more is a broken time line, not a recording
 
 
@@ -88,6 +93,11 @@ class ReplayOptions:
     distro: str | None = None  # message definitions for topics the bag stores none for
     allow_partial: bool = False  # accept reading fewer messages than the bag says it holds (reported)
     max_gap: float | None = None  # seconds between consecutive messages that end the replay; None: default_max_gap(spec)
+    # The node's e-stop input (its estop_topic / estop_required / estop_timeout parameters): std_msgs/Bool
+    # messages on this topic in the bag hold the robot stopped, as they would have live.
+    estop_topic: str = "/estop"
+    estop_required: bool = False
+    estop_timeout: float = 0.0  # seconds of bag time the e-stop source may stay silent; 0: no heartbeat
 
 
 def default_max_gap(spec: RobotSpec) -> float:
@@ -95,11 +105,6 @@ def default_max_gap(spec: RobotSpec) -> float:
     rather than a damaged timestamp or a clock jump: 100 sensor timeouts, at least 10 s (a robot paused
     for longer than that is better replayed in pieces with --start-offset / --duration)."""
     return max(10.0, 100.0 * spec.safety.sensor_timeout)
-
-
-class PolicyLike(Protocol):
-    def reset(self) -> None: ...
-    def step(self, obs: np.ndarray, dt: float) -> np.ndarray: ...
 
 
 def hidden_state(policy: Any) -> np.ndarray | None:
@@ -172,6 +177,7 @@ class Tick:
     command: np.ndarray  # what the node would have published
     recorded: np.ndarray | None  # the latest recorded command at or before t_ns
     h: np.ndarray | None
+    status: int = STEPPED  # core.control's STEPPED / SAFE_*
 
 
 class CsvSink:
@@ -283,7 +289,7 @@ class BagSink:
                     continue
                 self.writer.add_topic_like(t, reader.typestore)
                 self.copy.add(name)
-            self.writer.add_topic(command_topic, spec.action.msg_type, qos=(COMMAND_QOS,))
+            self.writer.add_topic(command_topic, spec.action.msg_type, qos=(BAG_COMMAND_QOS,))
         except BaseException:
             self.writer.abort()
             raise
@@ -390,7 +396,7 @@ class ReplayResult:
         return out
 
 
-def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
+def replay(bag_path: str | Path, policy: StepPolicy, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
            out_bag: str | Path | None = None, out_storage: str = "mcap", out_bag_version: int | str | None = None,
            with_bag_topics: bool = False,
            command_topic: str | None = None, csv: str | Path | None = None, plot: str | Path | None = None,
@@ -425,6 +431,14 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
             else:
                 result.notes.append(f"recorded {ct.name} has type {ct.msgtype}, not the spec's {spec.action.msg_type}: "
                                     "no comparison")
+        estop_topic = None
+        if (et := bag.topic(recorded_as(options.estop_topic))) is not None:
+            if et.msgtype == BOOL:
+                estop_topic = et.name
+                result.notes.append(f"e-stop: {et.name} ({et.count} messages) holds the replayed controller "
+                                    "stopped while engaged")
+            else:
+                result.notes.append(f"{et.name} has type {et.msgtype}, not {BOOL}: not taken as the e-stop")
         if options.ticks == "recorded" and recorded_topic is None:
             raise BagError(f"ticks at the recorded commands need {normalize_topic(cmd_bag_topic)} "
                            f"({spec.action.msg_type}) in bag {bag.path}")
@@ -473,7 +487,7 @@ def replay(bag_path: str | Path, policy: PolicyLike, spec: RobotSpec, *, options
         out_sinks += made
         ok = False
         try:
-            read = _run(bag, policy, spec, asm, sensors, recorded_topic, start_ns, stop_ns, options,
+            read = _run(bag, policy, spec, asm, sensors, recorded_topic, estop_topic, start_ns, stop_ns, options,
                         out_sinks, result, progress, with_bag_topics)
             _check_complete(bag, read, options, result)
             if result.ticks == 0:  # nothing to show: no output files either
@@ -546,36 +560,33 @@ class _ErrorStats:
 
 
 class _Loop:
-    """The controller's tick loop on bag time (see the module docstring)."""
+    """The controller's tick loop on bag time (see the module docstring): core.control's ControlLaw fed
+    from the bag's messages, ticked on core.schedule's deadlines or at the recorded commands."""
 
-    def __init__(self, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
-                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult, on_recorded: bool = False,
-                 max_gap: float = math.inf):
+    def __init__(self, policy: StepPolicy, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
+                 recorded_topic: str | None, sinks: list[Any], result: ReplayResult, options: ReplayOptions,
+                 estop_topic: str | None, max_gap: float = math.inf):
         self.policy, self.spec, self.asm, self.sensors = policy, spec, asm, sensors
         self.max_gap, self.max_gap_ns = max_gap, max_gap * 1e9
         self.last_seen: int | None = None  # time of the previous message (any topic)
         # per spec topic: the joints its JointState messages must name
         self.joints = {t: list(dict.fromkeys(n for e in spec.observation if e.topic == t and e.msg_type == JOINT_STATE
                                              for n in e.names)) for t in asm.topics}
-        self.on_recorded = on_recorded  # tick at each recorded command instead of on the schedule
-        self.recorded_topic, self.result = recorded_topic, result
+        self.on_recorded = options.ticks == "recorded"  # tick at each recorded command instead of on the schedule
+        self.recorded_topic, self.estop_topic, self.result = recorded_topic, estop_topic, result
         self.tick_sinks = [s.tick for s in sinks]
-        self.pipeline = CommandPipeline(spec.action, soft_start=spec.safety.soft_start,
-                                        safe_behaviour=spec.safety.safe_behaviour)
+        self.period = 1.0 / spec.rate_hz
+        pipeline = CommandPipeline(spec.action, soft_start=spec.safety.soft_start,
+                                   safe_behaviour=spec.safety.safe_behaviour)
+        self.law = ControlLaw(policy, pipeline, self.period, spec.safety.sensor_timeout, spec.obs_size)
+        self.estop = EStop(required=options.estop_required, timeout=options.estop_timeout)
+        self.schedule = Schedule(1e9 / spec.rate_hz)
         self.errors = _ErrorStats(spec.action_size)
-        self.period_ns = 1e9 / spec.rate_hz
-        self.obs32 = np.zeros(spec.obs_size, np.float32)
         self.recorded: np.ndarray | None = None
         self.t0: int | None = None  # first tick = the first sensor message: the replay's time zero
-        self.k = 0  # index of the next tick
-        self.next_tick = 0  # its time (ns)
-        self.running = False
-        self.last_step = 0
+        self.prev_tick: int | None = None
         self.last_event = 0
         self.first_tick: int | None = None
-        self.last_tick = 0
-        self.pipeline.reset()
-        policy.reset()
 
     def event(self, t_ns: int, topic: str, msg: Any) -> None:
         """A message at time t_ns: first the ticks due strictly before it, then the message."""
@@ -585,22 +596,21 @@ class _Loop:
                            f"{topic} at {t_ns * 1e-9:.6f} s) is over --max-gap {self.max_gap:g} s: a damaged "
                            "timestamp or a clock jump? (--max-gap S allows longer gaps; --start-offset / "
                            "--duration replay around it)")
-        if self.t0 is None:
-            if topic not in self.sensors:
-                self._recorded(topic, msg)
-                return
-            self.t0 = self.next_tick = t_ns
-        if self.on_recorded:
-            if topic not in self.sensors:  # the recorded controller ticked here: so do we, then compare
-                self._recorded(topic, msg, tick_at=t_ns)
-                return
-        else:
-            while self.next_tick < t_ns:
-                self.tick(self.next_tick)
-        self.last_event = t_ns
         sensor = self.sensors.get(topic)
+        if self.t0 is None:
+            if sensor is None:
+                self._other(t_ns, topic, msg, tick=False)
+                return
+            self.t0 = t_ns
+            self.schedule.start(t_ns, first=0)
+        if not self.on_recorded:
+            schedule = self.schedule
+            while schedule.next_ns < t_ns:
+                self.tick(schedule.next_ns)
+                schedule.advance()
+        self.last_event = t_ns
         if sensor is None:
-            self._recorded(topic, msg)
+            self._other(t_ns, topic, msg, tick=self.on_recorded)
             return
         ignored = self.asm.ignored
         err = self.asm.update(sensor, msg, (t_ns - self.t0) * 1e-9)
@@ -614,74 +624,62 @@ class _Loop:
     def finish(self) -> None:
         """The ticks up to and including the last message's time."""
         if self.t0 is not None and not self.on_recorded:
-            while self.next_tick <= self.last_event:
-                self.tick(self.next_tick)
+            while self.schedule.next_ns <= self.last_event:
+                self.tick(self.schedule.next_ns)
+                self.schedule.advance()
 
-    def _recorded(self, topic: str, msg: Any, tick_at: int | None = None) -> None:
+    def _other(self, t_ns: int, topic: str, msg: Any, tick: bool) -> None:
+        """An e-stop message, or a recorded command (where the recorded controller ticked: `tick` there)."""
+        if topic == self.estop_topic:
+            self.estop.message(bool(msg.data), t_ns * 1e-9)
+            return
         v = command_vector(msg, self.spec)
         if v is None:
             self.result.stats.skip(topic, "recorded command does not fit the spec's action")
             return
         self.recorded = v
-        if tick_at is not None:
-            self.tick(tick_at)
+        if tick:
+            self.tick(t_ns)
 
     def tick(self, t_ns: int) -> None:
         r = self.result
         if self.first_tick is None:
             self.first_tick = t_ns
-        self.last_tick = t_ns
+        dt = self.period if self.prev_tick is None else (t_ns - self.prev_tick) * 1e-9
+        self.prev_tick = t_ns
         now = (t_ns - self.t0) * 1e-9
+        stop = self.estop.check(t_ns * 1e-9)[0] if self.estop.active else None
         obs, fault = self.asm.assemble(now)
-        action = None
-        if fault is None:
-            if not self.running:  # (re)start: fresh hidden state, soft start from what was published
-                self.policy.reset()
-                self.pipeline.restart()
-                self.running = True
-                dt = self.period_ns * 1e-9
-            else:
-                dt = (t_ns - self.last_step) * 1e-9
-            np.copyto(self.obs32, obs)  # the assembler's vector is finite; the policy runs in float32
-            try:
-                action = self.policy.step(self.obs32, dt)
-            except StepError as exc:  # non-finite output: the node publishes the safe command and restarts
-                fault = Fault("invalid", "(policy)", str(exc))
-        if fault is None:
-            self.last_step = t_ns
-            command, good = self.pipeline.apply(action, dt)
+        out = self.law.update(now, dt, obs, fault, stop)
+        if out.action is not None:
             r.steps += 1
-            if not good:  # the pipeline already returned the safe command; the node resets as for a fault
-                fault = Fault("invalid", "(policy)", "policy output is not finite")
-            elif self.recorded is not None:
-                self.errors.add(command, self.recorded)
-        if fault is not None:
-            if action is None:
-                command = self.pipeline.safe()
-            self.running = False  # the node resets the hidden state; the next good tick soft-starts again
+        if out.status == STEPPED:
+            if self.recorded is not None:
+                self.errors.add(out.command, self.recorded)
+        else:
+            if out.status != SAFE_FAULT:
+                fault = Fault("stop", "(e-stop)", out.reason) if out.status == SAFE_STOP else \
+                    Fault("invalid", "(policy)", out.reason)
             r.faulted_ticks += 1
             if r.first_fault is None:
                 r.first_fault = f"{fault} at t={now:.3f} s"
         r.ticks += 1
-        self.k += 1
-        self.next_tick = self.t0 + int(round(self.k * self.period_ns))  # absolute schedule: no drift
         if self.tick_sinks:
-            tick = Tick(t_ns, now, obs, fault, action, command, self.recorded,
-                        hidden_state(self.policy) if action is not None else None)
+            tick = Tick(t_ns, now, obs, fault, out.action, out.command, self.recorded,
+                        hidden_state(self.policy) if out.action is not None else None, out.status)
             for f in self.tick_sinks:
                 f(tick)
 
 
-def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
-         recorded_topic: str | None, start_ns: int, stop_ns: int | None, options: ReplayOptions,
+def _run(bag: BagReader, policy: StepPolicy, spec: RobotSpec, asm: ObservationAssembler, sensors: dict[str, str],
+         recorded_topic: str | None, estop_topic: str | None, start_ns: int, stop_ns: int | None, options: ReplayOptions,
          sinks: list[Any], result: ReplayResult, progress: bool, with_bag_topics: bool) -> list[str]:
     """Replays the window; returns the topics read."""
     max_gap = default_max_gap(spec) if options.max_gap is None else options.max_gap
-    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result, on_recorded=options.ticks == "recorded",
-                 max_gap=max_gap)
+    loop = _Loop(policy, spec, asm, sensors, recorded_topic, sinks, result, options, estop_topic, max_gap=max_gap)
     event = loop.event
     raw_sinks = [s.raw for s in sinks if hasattr(s, "raw")]
-    wanted = set(sensors) | ({recorded_topic} if recorded_topic else set())
+    wanted = set(sensors) | {t for t in (recorded_topic, estop_topic) if t}
     topics = list(bag.topics) if with_bag_topics else sorted(wanted)
     bar = None
     if progress:
@@ -729,7 +727,7 @@ def _run(bag: BagReader, policy: PolicyLike, spec: RobotSpec, asm: ObservationAs
         bar.close()
     result.messages = n
     result.timing = [t.line(start_ns) for t in timing.values() if t.n]
-    result.span = 0.0 if loop.first_tick is None else (loop.last_tick - loop.first_tick) * 1e-9
+    result.span = 0.0 if loop.first_tick is None else (loop.prev_tick - loop.first_tick) * 1e-9
     if recorded_topic is not None:
         result.comparison = loop.errors.result(spec.action.names)
     return topics

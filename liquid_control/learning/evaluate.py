@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from liquid_control.core.control import StepPolicy
 from liquid_control.learning.envs import make_env, nominal_dt, success_return
-
-
-class StepPolicy(Protocol):
-    def reset(self) -> None: ...
-
-    def step(self, obs: np.ndarray, dt: float) -> np.ndarray: ...
 
 
 def run_episodes(policy: StepPolicy, robot: str, *, episodes: int = 20, seed: int = 0, dt_jitter: float = 0.0,
