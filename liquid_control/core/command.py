@@ -73,7 +73,6 @@ class CommandPipeline:
                                        rates))
         self._safe = tuple(self.safe_value.tolist())
         self._out = np.empty(n)  # the command handed to the caller (view; copy to keep)
-        self._ramp_t = 0.0
         self.reset()
 
     # --- state -----------------------------------------------------------------------------------

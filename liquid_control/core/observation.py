@@ -52,14 +52,12 @@ class _Block:
         # JointState name order can change between publishers; cache the lookup per name tuple.
         self._joint_index: dict[tuple[str, ...], np.ndarray] = {}
 
-    def decode(self, msg: Any, out: np.ndarray, names: tuple[str, ...] | None = None) -> None:
-        """Decode this entry of `msg` into `out`. `names`: the JointState's names, read once per message
-        by the caller for all the topic's entries (the name getter builds a list each call)."""
+    def decode(self, msg: Any, out: np.ndarray, names: tuple[str, ...] | None) -> None:
+        """Decode this entry of `msg` into `out`. `names`: a JointState's names, read once per message by the
+        caller for all the topic's entries (the name getter builds a list each call); None for other types."""
         e = self.entry
         if e.msg_type == JOINT_STATE:
             values = getattr(msg, e.field)
-            if names is None:
-                names = tuple(msg.name)
             if len(values) != len(names):
                 if len(values) == 0:
                     raise _BadMessage(f"JointState.{e.field} is empty")
@@ -123,15 +121,13 @@ class ObservationAssembler:
             for t, blocks in self._blocks.items()}
         self.ignored = 0  # JointState messages from other publishers (none of our joints)
         self.msg_types: dict[str, str] = {t: b[0].entry.msg_type for t, b in self._blocks.items()}
-        self._stamp: dict[str, float | None] = {}
-        self._error: dict[str, str | None] = {}
         self.reset()
 
     def reset(self) -> None:
         """Forget everything received: every topic is 'missing' until its next good message."""
         self._vector[:] = 0.0
-        self._stamp = dict.fromkeys(self.topics)
-        self._error = dict.fromkeys(self.topics)
+        self._stamp: dict[str, float | None] = dict.fromkeys(self.topics)
+        self._error: dict[str, str | None] = dict.fromkeys(self.topics)
 
     def update(self, topic: str, msg: Any, stamp: float) -> str | None:
         """Decode `msg` received on `topic` at time `stamp` (seconds). Returns an error string or None.
