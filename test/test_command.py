@@ -1,10 +1,11 @@
 """The action -> command pipeline: scale, soft start, rate limit, clamp, safe command, no allocation."""
 import tracemalloc
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from liquid_control.core.command import CommandPipeline
+from liquid_control.core.command import CommandPipeline, decode_command
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import ActionSpec
 
@@ -169,3 +170,105 @@ def test_rate_limit_never_steps_past_the_limits(sign):
     assert ok and cmd.tolist() == [sign * 1.0]
     cmd, ok = p.apply(np.array([-sign * 1.0]), 0.01)  # and back by at most rate * dt = 1.0
     assert ok and cmd.tolist() == [0.0]
+
+
+def test_limits_and_safe_value_are_checked_at_construction():
+    with pytest.raises(SpecError, match=r"need 2 values each \(a, b\)"):
+        CommandPipeline(action_spec(), lower=(0.0,), upper=(1.0, 1.0))
+    with pytest.raises(SpecError, match=r"lower \[1.0, -5.0\] exceeds upper \[0.9, 5.0\]"):
+        CommandPipeline(action_spec(), lower=(1.0, -5.0), upper=(0.9, 5.0))
+    with pytest.raises(SpecError, match="safe command .* lies outside"):
+        CommandPipeline(action_spec(safe=(0.0, 6.0)))  # above the upper limit
+    # a safe value on a limit, and a fixed actuator (lower == upper), are allowed
+    p = CommandPipeline(action_spec(safe=(-1.0, 5.0)), lower=(-1.0, 5.0), upper=(1.0, 5.0))
+    assert p.stop().tolist() == [-1.0, 5.0]
+    assert CommandPipeline(action_spec(safe=(1.0, -5.0))).stop().tolist() == [1.0, -5.0]
+
+
+@pytest.mark.parametrize("rate", [(1.0,), (1.0, 0.0), (1.0, -2.0), (1.0, float("inf")), (float("nan"), 1.0)])
+def test_rate_limit_must_be_finite_and_positive_per_actuator(rate):
+    with pytest.raises(SpecError, match=r"rate_limit needs 2 finite values > 0, got \["):
+        CommandPipeline(action_spec(rate_limit=rate))
+
+
+def test_spec_numbers_become_float_arrays():
+    p = CommandPipeline(action_spec(scale=(2, 10), lower=(-1, -5), upper=(1, 5), rate_limit=(1, 3), safe=(0, 0)))
+    assert p.names == ("a", "b") and p.size == 2
+    for arr in (p.scale, p.lower, p.upper, p.rate_limit, p.safe_value):
+        assert arr.dtype == np.float64
+
+
+def test_lists_are_actions_too_and_non_numbers_give_the_safe_command():
+    p = CommandPipeline(action_spec())
+    cmd, ok = p.apply([0.25, 0.3], 0.01)
+    assert ok and cmd.tolist() == [0.5, 3.0]
+    for bad in (["x", 0.1], [None, 0.1], np.array(["x", "y"]), np.zeros((2, 2)), np.float64(0.1)):
+        cmd, ok = p.apply(bad, 0.01)
+        assert not ok and cmd.tolist() == [0.5, 0.0]
+
+
+def test_an_infinite_dt_counts_as_no_time():
+    p = CommandPipeline(action_spec(rate_limit=(1.0, 1.0), safe=(0.0, 0.0)))
+    cmd, ok = p.apply(np.array([0.5, 0.5]), float("inf"))
+    assert ok and cmd.tolist() == [0.0, 0.0]
+
+
+def test_soft_start_ends_at_the_full_command_even_when_one_dt_overshoots_it():
+    p = CommandPipeline(action_spec(safe=(0.0, 0.0)), soft_start=0.1)
+    cmd, ok = p.apply(np.array([0.25, 0.3]), 0.15)  # f = min(1, 0.15 / 0.1) = 1, not 1.5
+    assert ok and cmd.tolist() == [0.5, 3.0]
+
+
+def test_a_ramp_that_turns_non_finite_is_refused():
+    # command 1e308 ramped from a safe value of -1e308: 1e308 - (-1e308) overflows to inf, and f = 0 at
+    # dt = 0 makes inf * 0 = NaN
+    p = CommandPipeline(action_spec(names=("a",), scale=(1e308,), lower=(-np.inf,), upper=(np.inf,),
+                                    safe=(-1e308,)), soft_start=1.0)
+    cmd, ok = p.apply(np.array([1.0]), 0.0)
+    assert not ok and cmd.tolist() == [-1e308]
+
+
+def _command_spec(msg_type, names):
+    return action_spec(msg_type=msg_type, names=names, scale=(1.0,) * len(names), lower=(-9.0,) * len(names),
+                       upper=(9.0,) * len(names), safe=(0.0,) * len(names))
+
+
+def test_decode_command_float64_array():
+    from std_msgs.msg import Float64MultiArray
+
+    spec = _command_spec("std_msgs/msg/Float64MultiArray", ("a", "b"))
+    out = decode_command(Float64MultiArray(data=[1.5, -2.0]), spec)
+    assert out.dtype == np.float64 and out.tolist() == [1.5, -2.0]
+    # a message built by hand with integers (duck-typed: rclpy, rosbags or any object with the fields)
+    out = decode_command(SimpleNamespace(data=[1, 2]), spec)
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
+    with pytest.raises(SpecError, match="Float64MultiArray command has 3 values, expected 2"):
+        decode_command(Float64MultiArray(data=[1.0, 2.0, 3.0]), spec)
+
+
+def test_decode_command_joint_state_by_name():
+    from sensor_msgs.msg import JointState
+
+    spec = _command_spec("sensor_msgs/msg/JointState", ("a", "b"))
+    msg = JointState(name=["b", "x", "a"], effort=[2.0, 7.0, -1.0])
+    assert decode_command(msg, spec).tolist() == [-1.0, 2.0]
+    out = decode_command(SimpleNamespace(name=["a", "b"], effort=[3, 4]), spec)
+    assert out.dtype == np.float64 and out.tolist() == [3.0, 4.0]
+    with pytest.raises(SpecError, match="JointState command has 2 efforts for 3 names"):
+        decode_command(JointState(name=["b", "x", "a"], effort=[2.0, 7.0]), spec)
+    with pytest.raises(SpecError, match="JointState command lacks actuator 'b'"):
+        decode_command(JointState(name=["a", "x"], effort=[2.0, 7.0]), spec)
+
+
+def test_decode_command_twist_axes():
+    from geometry_msgs.msg import Twist
+
+    spec = _command_spec("geometry_msgs/msg/Twist", ("angular.z", "linear.x"))
+    msg = Twist()
+    msg.linear.x, msg.linear.z, msg.angular.z = 0.5, 9.0, -1.25
+    assert decode_command(msg, spec).tolist() == [-1.25, 0.5]
+
+
+def test_decode_command_refuses_other_types():
+    with pytest.raises(SpecError, match="unsupported command type 'std_msgs/msg/String'"):
+        decode_command(object(), _command_spec("std_msgs/msg/String", ("a",)))

@@ -209,3 +209,101 @@ def test_non_finite_imu_values_are_refused_like_joint_states(value):
     obs, fault = asm.assemble(0.01)
     assert fault.kind == "invalid"
     np.testing.assert_allclose(obs, [1.0, 2.0])  # the last good sample, nothing half-written
+
+
+def _spec(observation, **extra):
+    return parse_spec({"robot": "t", "rate_hz": 50, "observation": observation, **extra,
+                       "action": {"topic": "c", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]}})
+
+
+def test_float64_array_entries_pick_their_indices_then_offset_and_scale():
+    from std_msgs.msg import Float64MultiArray
+
+    spec = _spec([{"topic": "arr", "type": "std_msgs/msg/Float64MultiArray", "field": "data", "index": [2, 0],
+                   "offset": [1.0, 0.5], "scale": [2.0, -1.0]}])
+    asm = ObservationAssembler(spec)
+    msg = Float64MultiArray(data=[4.0, 9.0, 3.0])  # exactly as long as index 2 needs
+    assert asm.update("arr", msg, 0.0) is None
+    assert asm.assemble(0.0)[0].tolist() == [(3.0 - 1.0) * 2.0, (4.0 - 0.5) * -1.0]  # [4.0, -3.5]
+    err = asm.update("arr", Float64MultiArray(data=[4.0, 9.0]), 0.01)
+    assert err == "Float64MultiArray has 2 values, index 2 needed"
+    err = asm.update("arr", Float64MultiArray(data=[math.inf, 9.0, 3.0]), 0.02)
+    assert err == "non-finite value in Float64MultiArray.data[0]"  # the second entry of index [2, 0]
+    assert asm.assemble(0.02)[0].tolist() == [4.0, -3.5]
+
+
+def test_dotted_fields_reach_nested_messages():
+    from geometry_msgs.msg import TwistStamped
+
+    spec = _spec([{"topic": "vel", "type": "geometry_msgs/msg/TwistStamped", "field": "twist.angular",
+                   "axes": ["z", "x"]}])
+    msg = TwistStamped()
+    msg.twist.angular.x, msg.twist.angular.z, msg.twist.linear.z = 1.5, -2.0, 7.0
+    asm = ObservationAssembler(spec)
+    assert asm.update("vel", msg, 0.0) is None
+    assert asm.assemble(0.0)[0].tolist() == [-2.0, 1.5]
+
+
+def test_joint_state_offset_and_scale_and_three_entries_in_spec_order():
+    spec = _spec([
+        {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"],
+         "offset": [1.0], "scale": [2.0]},
+        {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "velocity", "joints": ["a", "b"]},
+        {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "effort", "joints": ["b"], "scale": [0.5]}])
+    msg = joint_state(["b", "a"], [9.0, 4.0], [-1.0, 3.0])
+    msg.effort = [6.0, 0.0]
+    asm = ObservationAssembler(spec)
+    assert asm.update("js", msg, 0.0) is None
+    # (4 - 1) * 2 = 6; velocities a, b = 3, -1; effort b * 0.5 = 3
+    assert asm.assemble(0.0)[0].tolist() == [6.0, 3.0, -1.0, 3.0]
+
+
+def test_sincos_applies_the_scale_to_the_angle():
+    spec = _spec([{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["j"],
+                   "encode": "sincos", "offset": [0.25], "scale": [2.0]}])
+    asm = ObservationAssembler(spec)
+    assert asm.update("js", joint_state(["j"], [1.0], [0.0]), 0.0) is None
+    np.testing.assert_allclose(asm.assemble(0.0)[0], [math.cos(1.5), math.sin(1.5)], rtol=0, atol=1e-15)
+
+
+def test_message_of_the_wrong_type_is_a_fault_not_a_crash():
+    spec = _spec([{"topic": "imu", "type": "sensor_msgs/msg/Imu", "field": "angular_velocity", "axes": ["x"]}])
+    asm = ObservationAssembler(spec)
+    err = asm.update("imu", joint_state(["a"], [1.0], [1.0]), 0.0)
+    assert err.startswith("message does not fit the spec (AttributeError: ")
+    fault = asm.assemble(0.0)[1]
+    assert (fault.kind, fault.topic, fault.reason) == ("invalid", "imu", err)
+    assert str(fault) == f"imu: {err}"
+
+
+def test_message_without_names_on_a_joint_state_topic_is_ignored():
+    asm = ObservationAssembler(CARTPOLE)
+    assert asm.update("joint_states", Imu(), 0.0) is None
+    assert asm.update("joint_states", Imu(), 0.01) is None
+    assert asm.ignored == 2
+    assert asm.update("elsewhere", Imu(), 0.01) is None  # a topic the spec does not use
+    assert asm.ignored == 2 and asm.assemble(0.01)[1].kind == "missing"
+
+
+def test_faults_name_topic_and_reason_and_the_timeout_is_inclusive():
+    asm = ObservationAssembler(CARTPOLE, sensor_timeout=0.25)
+    assert asm.spec is CARTPOLE and asm.sensor_timeout == 0.25
+    assert asm.msg_types == {"joint_states": "sensor_msgs/msg/JointState"}
+    fault = asm.fault(0.0)
+    assert (fault.kind, fault.topic, fault.reason) == ("missing", "joint_states", "no message received yet")
+    assert asm.ages(0.0) == {"joint_states": None}
+    asm.update("joint_states", joint_state(["slider", "hinge"], [1, 2], [3, 4]), 1.0)
+    assert asm.fault(1.25) is None  # exactly the timeout old: still fresh
+    assert asm.ages(1.25) == {"joint_states": 0.25}
+    assert asm.ages(0.5) == {"joint_states": 0.0}  # a clock behind the stamp: never a negative age
+    fault = asm.fault(1.5)
+    assert (fault.kind, fault.topic, fault.reason) == ("stale", "joint_states",
+                                                       "last message 0.500 s old (timeout 0.25 s)")
+
+
+def test_reset_forgets_values_and_stamps():
+    asm = ObservationAssembler(CARTPOLE)
+    asm.update("joint_states", joint_state(["slider", "hinge"], [1, 2], [3, 4]), 0.0)
+    asm.reset()
+    obs, fault = asm.assemble(0.0)
+    assert obs.tolist() == [0.0, 0.0, 0.0, 0.0] and fault.kind == "missing"
