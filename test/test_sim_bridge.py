@@ -263,6 +263,39 @@ def test_realtime_pushes_disturb_the_robot(tmp_path, offscreen_gl):
     assert Image.open(video).n_frames == 16  # one frame per published state at 25 Hz: 0 .. 0.6 s
 
 
+def test_realtime_skips_and_counts_the_periods_a_slow_tick_missed(ros_node):
+    """A tick that runs 10.5 periods long: the loop skips the deadlines it missed (no burst of catch-up
+    ticks) and counts them as overruns, so the wall time is the ticks run plus the periods skipped."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from liquid_control.ros.sim_bridge import SimBridge
+
+    bridge = SimBridge(parameter_overrides=[Parameter("mode", value="realtime"), Parameter("rate_hz", value=100.0),
+                                            Parameter("duration", value=0.3)])
+    period, step = bridge.period, bridge.advance
+
+    def advance_slowly_once() -> None:
+        step()
+        if bridge.stats.ticks == 10:
+            time.sleep(10.5 * period)
+
+    bridge.advance = advance_slowly_once
+    executor = SingleThreadedExecutor()
+    executor.add_node(bridge)
+    try:
+        stats = bridge.run(executor)
+    finally:
+        executor.remove_node(bridge)
+        bridge.destroy_node()
+    n, skipped = stats.ticks, stats.overruns
+    assert n == 30 and stats.sim_time == pytest.approx(0.3)
+    # 10.5 periods late: the next tick runs at once, 9 whole periods past its deadline (more only if the
+    # machine stalled the loop besides)
+    assert skipped >= 9
+    assert (n + skipped) * period <= stats.wall_time < (n + skipped + 1) * period + 0.04
+
+
 def test_lockstep_closed_loop_is_deterministic(tmp_path):
     """Same seed, same policy: two lockstep runs give the same trajectory, bit for bit, however the
     processes happen to be scheduled (the controller starts at a different wall time each run)."""

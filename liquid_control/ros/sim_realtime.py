@@ -1,6 +1,7 @@
 """The sim bridge's realtime loop: MuJoCo steps one period per tick, paced by the wall clock against absolute
-deadlines, and the messages are stamped with the node's clock. A tick that comes a whole period or more
-late skips the periods it missed (the sim falls behind the wall clock) and counts them as overruns.
+deadlines (core/schedule.py on the monotonic clock), and the messages are stamped with the node's clock. A
+tick that comes a whole period or more late skips the periods it missed (the sim falls behind the wall
+clock) and counts them as overruns.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from liquid_control.core.schedule import Schedule
 
 
 class RealtimeLoop:
@@ -25,25 +28,18 @@ class RealtimeLoop:
         self._spinner.start()
         bridge, stats, stop = self.bridge, self.bridge.stats, self.bridge.stop
         clock = bridge.get_clock()
-        mono = time.monotonic
-        period = bridge.period
-        start = mono()
+        mono_ns = time.monotonic_ns
+        schedule = Schedule(bridge.period_ns)
+        schedule.start(mono_ns())
         bridge.publish(clock.now().nanoseconds)
-        deadline = start + period
         while not bridge.done():
-            delay = deadline - mono()
-            if delay > 0:
-                if stop.wait(delay):
-                    break
-            late = mono() - deadline
-            if late >= period:  # skip whole missed periods (the sim falls behind the wall clock)
-                missed = int(late // period)
-                stats.overruns += missed
-                deadline += missed * period
+            delay_ns = schedule.next_ns - mono_ns()
+            if delay_ns > 0 and stop.wait(delay_ns * 1e-9):
+                break
+            stats.overruns += schedule.take(mono_ns())[1]  # whole periods missed: the sim fell behind
             bridge.take_command()
             bridge.advance()
             bridge.publish(clock.now().nanoseconds)
-            deadline += period
 
     def close(self) -> None:
         """After the run (the bridge's stop set): the executor's thread ends."""
