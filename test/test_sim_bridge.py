@@ -195,7 +195,7 @@ def test_closed_loop_with_the_controller_keeps_the_pole_up(ros_node, tmp_path):
     """
     from std_msgs.msg import Float64MultiArray
 
-    from liquid_control.ros.controller_node import DEBUG_FIELDS
+    from liquid_control.ros.controller.step_debug import DEBUG_FIELDS
     from liquid_control.ros.qos import DEBUG_QOS
 
     if not (share_dir() / "policies" / "cartpole.onnx").exists():
