@@ -60,7 +60,7 @@ setup(
         # attributes, checked against 1.0.1 (test_cells_ncps_parity, test_ncps_import).
         "ncps": ["ncps>=1.0.1,<1.1"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.11.6,<0.12", "colcon-common-extensions>=0.3",
-                "hypothesis>=6.100"],
+                "hypothesis>=6.100", "mutmut>=3.8,<3.9"],
     },
     zip_safe=False,  # resources (config/, sim/, policies/) are found next to the package on disk
     maintainer="liquid_control maintainers",
