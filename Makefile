@@ -29,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): setup.py $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	set -o pipefail; $(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[train,$(ROS_EXTRA),bags,dev]' $(PIP_QUIET)
+	set -o pipefail; $(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[train,$(ROS_EXTRA),bags,dev,dist]' $(PIP_QUIET)
 	# each distro's launch in its own folder ($(VENV)/launch/<distro>, put on sys.path by the launch tests);
 	# their dependencies and the composition_interfaces shim (built from a copy: shared/ is read-only) go in the venv
 	set -eo pipefail; if [ -d $(LAUNCH_WHEELS) ]; then \
