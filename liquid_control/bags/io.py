@@ -45,8 +45,6 @@ from liquid_control.bags.typestore import (DEFAULT_DISTRO, DISTROS, CdrError, ba
                                            distro_typestore, ensure_types)
 from liquid_control.bags.writer import BAG_COMMAND_QOS, BAG_SENSOR_QOS, BagWriter, check_bag_version, qos_profile
 
-COMMAND_QOS = BAG_COMMAND_QOS  # the old name, until bags/replay.py imports the new one
-
 __all__ = ["STORAGES", "BagError", "check_max_gap", "normalize_topic", "BagMessage", "BagReader", "BagTopic", "RawMessage",
            "ReadStats", "open_bag", "DEFAULT_DISTRO", "DISTROS", "CdrError", "bag_typestore", "decode_cdr",
            "distro_typestore", "ensure_types", "BAG_COMMAND_QOS", "BAG_SENSOR_QOS", "BagWriter", "check_bag_version",
