@@ -36,7 +36,6 @@ bytes out.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +43,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from liquid_control.bags.io import (BAG_COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ReadStats, check_max_gap,
-                                    ensure_types, normalize_topic)
+from liquid_control.bags.io import BagError, BagReader, check_max_gap, normalize_topic
+from liquid_control.bags.replay_outputs import BagSink, CsvSink, PlotSink, ReplayTick, hidden_state
+from liquid_control.bags.replay_results import ErrorStats, ReplayResult, TopicTiming
 from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_notes, in_time_order
 from liquid_control.core.command import CommandPipeline
 from liquid_control.core.control import SAFE_FAULT, SAFE_STOP, STEPPED, ControlLaw, EStop, StepPolicy
 from liquid_control.core.errors import SpecError
 from liquid_control.core.observation import Fault, ObservationAssembler
-from liquid_control.core.outputs import AtomicFile
 from liquid_control.core.schedule import Schedule
-from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
+from liquid_control.core.spec import JOINT_STATE, RobotSpec
 
 TICK_SOURCES = ("schedule", "recorded")
 BOOL = "std_msgs/msg/Bool"  # the e-stop's type
@@ -107,15 +106,6 @@ def default_max_gap(spec: RobotSpec) -> float:
     return max(10.0, 100.0 * spec.safety.sensor_timeout)
 
 
-def hidden_state(policy: Any) -> np.ndarray | None:
-    """The policy's hidden state vector, if it exposes one (for traces)."""
-    for name in ("state", "h", "hidden"):
-        h = getattr(policy, name, None)
-        if isinstance(h, np.ndarray):
-            return h.reshape(-1)
-    return None
-
-
 # --------------------------------------------------------------------------------------------------
 # Recorded commands in, replayed commands out
 # --------------------------------------------------------------------------------------------------
@@ -129,273 +119,9 @@ def command_vector(msg: Any, spec: RobotSpec) -> np.ndarray | None:
         return None
 
 
-class CommandSerializer:
-    """Command vector -> serialized CDR bytes of the spec's command type, with rosbags' typestore (for
-    writing bags; the node's live counterpart, building rclpy messages, is ros.messages.CommandEncoder)."""
-
-    def __init__(self, spec: RobotSpec, typestore: Any):
-        self.ts, self.msgtype, self.names = typestore, spec.action.msg_type, list(spec.action.names)
-        ensure_types(typestore, [self.msgtype])
-        T = typestore.types
-        if self.msgtype == FLOAT64_ARRAY:
-            self._layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
-            self._cls = T[FLOAT64_ARRAY]
-        elif self.msgtype == JOINT_STATE:
-            self._cls, self._hdr, self._time = T[JOINT_STATE], T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
-        elif self.msgtype == TWIST:
-            self._cls, self._vec = T[TWIST], T["geometry_msgs/msg/Vector3"]
-        else:  # pragma: no cover - the spec parser refuses other types
-            raise BagError(f"cannot encode command type {self.msgtype}")
-
-    def serialize(self, command: np.ndarray, stamp_ns: int) -> bytes:
-        c = np.array(command, dtype=np.float64)
-        if self.msgtype == FLOAT64_ARRAY:
-            msg = self._cls(layout=self._layout, data=c)
-        elif self.msgtype == JOINT_STATE:
-            hdr = self._hdr(stamp=self._time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="")
-            empty = np.zeros(0)
-            msg = self._cls(header=hdr, name=self.names, position=empty, velocity=empty, effort=c)
-        else:
-            axes = {"linear": [0.0] * 3, "angular": [0.0] * 3}
-            for name, v in zip(self.names, c.tolist()):
-                group, axis = name.split(".")
-                axes[group]["xyz".index(axis)] = v
-            msg = self._cls(linear=self._vec(*axes["linear"]), angular=self._vec(*axes["angular"]))
-        return bytes(self.ts.serialize_cdr(msg, self.msgtype))
-
-
-# --------------------------------------------------------------------------------------------------
-# Outputs (sinks): each receives every tick; all stream
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Tick:
-    t_ns: int  # tick time in the time base
-    t: float  # seconds since the replay's first tick
-    obs: np.ndarray
-    fault: Fault | None
-    action: np.ndarray | None  # policy output (None when faulted)
-    command: np.ndarray  # what the node would have published
-    recorded: np.ndarray | None  # the latest recorded command at or before t_ns
-    h: np.ndarray | None
-    status: int = STEPPED  # core.control's STEPPED / SAFE_*
-
-
-class CsvSink:
-    """One row per tick, floats in repr (exact round trip). Written to a temporary file, renamed at end."""
-
-    def __init__(self, path: Path, spec: RobotSpec, state_size: int):
-        self.path = Path(path)
-        self.out = AtomicFile(self.path, "w", newline="")
-        self.f = self.out.open()
-        names = list(spec.action.names)
-        cols = (["t", "fault"] + [f"obs:{label}" for label in spec.obs_labels()] + [f"action:{n}" for n in names]
-                + [f"command:{n}" for n in names] + [f"recorded:{n}" for n in names] + [f"h{i}" for i in range(state_size)])
-        self.nan_a = [math.nan] * len(names)
-        self.nan_h = [math.nan] * state_size
-        self.f.write(",".join(cols) + "\n")
-
-    def tick(self, k: Tick) -> None:
-        fault = f"{k.fault.kind}:{k.fault.topic}" if k.fault else ""
-        values = [k.t, *k.obs.tolist(), *(self.nan_a if k.action is None else k.action.tolist()), *k.command.tolist(),
-                  *(self.nan_a if k.recorded is None else k.recorded.tolist()), *(self.nan_h if k.h is None else k.h.tolist())]
-        self.f.write(f"{values[0]!r},{fault}," + ",".join(map(repr, values[1:])) + "\n")
-
-    def close(self, ok: bool) -> None:
-        self.out.close(ok)
-
-
-class PlotSink:
-    """Keeps an evenly decimated trace (at most ~max_points ticks) and draws it at the end (Agg)."""
-
-    def __init__(self, path: Path, spec: RobotSpec, expected_ticks: int, max_points: int = 4000, max_units: int = 8):
-        self.path, self.spec = Path(path), spec
-        self.stride = max(1, expected_ticks // max_points)
-        self.max_units = max_units
-        self.n = 0
-        self.rows: dict[str, list] = {k: [] for k in ("t", "obs", "action", "command", "recorded", "h", "fault")}
-
-    def tick(self, k: Tick) -> None:
-        self.n += 1
-        if (self.n - 1) % self.stride and k.fault is None:
-            return  # keep every stride-th tick, and every faulted one (capped below)
-        if k.fault is not None and len(self.rows["t"]) > 20 * 4000:
-            return
-        na = np.full(self.spec.action_size, np.nan)
-        r = self.rows
-        r["t"].append(k.t)
-        r["obs"].append(k.obs.copy())
-        r["action"].append(na if k.action is None else k.action.copy())
-        r["command"].append(k.command.copy())
-        r["recorded"].append(na if k.recorded is None else k.recorded.copy())
-        r["h"].append(None if k.h is None else k.h[: self.max_units].copy())
-        r["fault"].append(k.fault is not None)
-
-    def close(self, ok: bool) -> None:
-        if not ok or not self.rows["t"]:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        r, spec = self.rows, self.spec
-        t = np.asarray(r["t"])
-        has_h = r["h"][0] is not None
-        fig, axes = plt.subplots(3 if has_h else 2, 1, sharex=True, figsize=(11, 8 if has_h else 6))
-        obs = np.asarray(r["obs"])
-        for i, label in enumerate(spec.obs_labels()):
-            axes[0].plot(t, obs[:, i], lw=0.8, label=label)
-        axes[0].set_ylabel("observation")
-        axes[0].legend(fontsize=7, loc="upper right")
-        cmd, rec = np.asarray(r["command"]), np.asarray(r["recorded"])
-        for i, name in enumerate(spec.action.names):
-            line = axes[1].plot(t, cmd[:, i], lw=0.9, label=f"policy {name}")[0]
-            if np.isfinite(rec[:, i]).any():
-                axes[1].plot(t, rec[:, i], lw=0.9, ls="--", color=line.get_color(), alpha=0.7, label=f"recorded {name}")
-        faulted = np.asarray(r["fault"])
-        if faulted.any():
-            axes[1].fill_between(t, 0, 1, where=faulted, transform=axes[1].get_xaxis_transform(), color="red",
-                                 alpha=0.15, label="fault (safe command)")
-        axes[1].set_ylabel("command")
-        axes[1].legend(fontsize=7, loc="upper right")
-        if has_h:
-            h = np.asarray([x if x is not None else np.full(len(r["h"][0]), np.nan) for x in r["h"]])
-            for i in range(h.shape[1]):
-                axes[2].plot(t, h[:, i], lw=0.7)
-            axes[2].set_ylabel(f"hidden state (first {h.shape[1]})")
-        axes[-1].set_xlabel("bag time since first tick [s]")
-        fig.suptitle(f"replay: {spec.name} at {spec.rate_hz:g} Hz")
-        fig.tight_layout()
-        with AtomicFile(self.path, "wb") as f:
-            fig.savefig(f, dpi=110, format=self.path.suffix.lstrip(".").lower() or "png")
-        plt.close(fig)
-
-
-class BagSink:
-    """The replayed commands as a new bag (optionally beside the bag's own topics, copied raw)."""
-
-    def __init__(self, path: Path, spec: RobotSpec, reader: BagReader, *, storage: str, command_topic: str,
-                 copy_topics: list[str], version: int | str | None = None):
-        self.writer = BagWriter(path, storage=storage, typestore=reader.typestore, version=version)
-        self.serializer = CommandSerializer(spec, reader.typestore)
-        self.topic = command_topic
-        self.copy = set()
-        self.notes: list[str] = []
-        try:
-            for name in copy_topics:
-                t = reader.topics[name]
-                if t.msgtype not in reader.typestore.fielddefs:  # no definition anywhere: cannot describe it
-                    self.notes.append(f"not copied to the output bag: {name} ({t.msgtype}: no message definition)")
-                    continue
-                self.writer.add_topic_like(t, reader.typestore)
-                self.copy.add(name)
-            self.writer.add_topic(command_topic, spec.action.msg_type, qos=(BAG_COMMAND_QOS,))
-        except BaseException:
-            self.writer.abort()
-            raise
-
-    def raw(self, m: RawMessage) -> None:
-        if m.topic in self.copy:
-            self.writer.write(m.topic, m.log_time_ns, m.data)
-
-    def tick(self, k: Tick) -> None:
-        self.writer.write(self.topic, k.t_ns, self.serializer.serialize(k.command, k.t_ns))
-
-    def close(self, ok: bool) -> None:
-        if ok:
-            self.writer.close()
-        else:
-            self.writer.abort()
-
-
 # --------------------------------------------------------------------------------------------------
 # The replay
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class ActuatorError:
-    name: str
-    n: int
-    rmse: float
-    max_abs: float
-
-
-class TopicTiming:
-    """Streaming timing facts of one topic: rate, largest gap, header stamp lag (constant memory)."""
-
-    def __init__(self, name: str):
-        self.name, self.n, self.first, self.last = name, 0, 0, 0
-        self.max_gap, self.gap_at = 0, 0
-        self.lag_n, self.lag_sum, self.lag_max, self.lag_min = 0, 0, -(2**63), 2**63
-
-    def add(self, log_ns: int, msg: Any) -> None:
-        if self.n:
-            gap = log_ns - self.last
-            if gap > self.max_gap:
-                self.max_gap, self.gap_at = gap, self.last
-        else:
-            self.first = log_ns
-        self.n += 1
-        self.last = log_ns
-        try:
-            stamp = msg.header.stamp
-        except AttributeError:  # no header
-            return
-        stamp = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if stamp:
-            lag = log_ns - stamp
-            self.lag_n += 1
-            self.lag_sum += lag
-            self.lag_max, self.lag_min = max(self.lag_max, lag), min(self.lag_min, lag)
-
-    def line(self, origin: int) -> str:
-        rate = (self.n - 1) / ((self.last - self.first) * 1e-9) if self.n > 1 and self.last > self.first else 0.0
-        out = f"{self.name}: {self.n} messages, {rate:.1f} Hz"
-        if self.n > 1:
-            out += f", largest gap {self.max_gap * 1e-6:.1f} ms at t={(self.gap_at - origin) * 1e-9:.3f} s"
-        if self.lag_n:
-            out += (f", receive - header stamp {self.lag_sum / self.lag_n * 1e-6:.2f} ms mean "
-                    f"({self.lag_min * 1e-6:.2f}..{self.lag_max * 1e-6:.2f})")
-        return out
-
-
-@dataclass
-class ReplayResult:
-    ticks: int = 0
-    faulted_ticks: int = 0
-    steps: int = 0
-    span: float = 0.0  # bag seconds replayed (first to last tick)
-    wall: float = 0.0
-    messages: int = 0
-    comparison: list[ActuatorError] | None = None
-    stats: ReadStats = field(default_factory=ReadStats)
-    notes: list[str] = field(default_factory=list)
-    outputs: dict[str, Path] = field(default_factory=dict)
-    first_fault: str | None = None
-    timing: list[str] = field(default_factory=list)  # per topic: rate, largest gap, header stamp lag
-    partial: list[str] = field(default_factory=list)  # per topic read whole: fewer messages read than the bag holds
-
-    @property
-    def speed(self) -> float:
-        """Bag seconds per wall second (x real time)."""
-        return self.span / self.wall if self.wall > 0 else math.inf
-
-    def lines(self) -> list[str]:
-        out = [f"replayed {self.span:.3f} s of bag in {self.wall:.3f} s ({self.speed:.1f}x real time): "
-               f"{self.ticks} ticks, {self.steps} policy steps, {self.faulted_ticks} faulted ticks"
-               + (f" (first: {self.first_fault})" if self.first_fault else "")]
-        if self.comparison:
-            for a in self.comparison:
-                out.append(f"vs recorded command {a.name}: RMSE {a.rmse:.6g}, max |error| {a.max_abs:.6g} over {a.n} ticks")
-        elif self.comparison is None:
-            out.append("no recorded commands in the bag: nothing to compare against")
-        out += [f"bag: {line}" for line in self.stats.lines()]
-        out += [f"partial read: {line}" for line in self.partial]
-        out += [f"topic {line}" for line in self.timing]
-        out += self.notes
-        out += [f"wrote {kind}: {path}" for kind, path in self.outputs.items()]
-        return out
-
-
 def replay(bag_path: str | Path, policy: StepPolicy, spec: RobotSpec, *, options: ReplayOptions = ReplayOptions(),
            out_bag: str | Path | None = None, out_storage: str = "mcap", out_bag_version: int | str | None = None,
            with_bag_topics: bool = False,
@@ -529,36 +255,6 @@ def _state_size(policy: Any) -> int:
     return 0 if h is None else int(h.size)
 
 
-class _ErrorStats:
-    """RMSE and max |error| per actuator, reduced in fixed blocks (deterministic, one ufunc per tick)."""
-
-    BLOCK = 4096
-
-    def __init__(self, n: int):
-        self.buf = np.empty((self.BLOCK, n))
-        self.i = self.count = 0
-        self.sq, self.mx = np.zeros(n), np.zeros(n)
-
-    def add(self, command: np.ndarray, recorded: np.ndarray) -> None:
-        np.subtract(command, recorded, out=self.buf[self.i])
-        self.i += 1
-        if self.i == self.BLOCK:
-            self._reduce()
-
-    def _reduce(self) -> None:
-        b = self.buf[: self.i]
-        self.sq += np.einsum("ij,ij->j", b, b)
-        np.maximum(self.mx, np.abs(b).max(axis=0, initial=0.0), out=self.mx)
-        self.count += self.i
-        self.i = 0
-
-    def result(self, names: tuple[str, ...]) -> list[ActuatorError]:
-        self._reduce()
-        n = self.count
-        return [ActuatorError(name, n, float(np.sqrt(self.sq[j] / n)) if n else math.nan,
-                              float(self.mx[j]) if n else math.nan) for j, name in enumerate(names)]
-
-
 class _Loop:
     """The controller's tick loop on bag time (see the module docstring): core.control's ControlLaw fed
     from the bag's messages, ticked on core.schedule's deadlines or at the recorded commands."""
@@ -581,7 +277,7 @@ class _Loop:
         self.law = ControlLaw(policy, pipeline, self.period, spec.safety.sensor_timeout, spec.obs_size)
         self.estop = EStop(required=options.estop_required, timeout=options.estop_timeout)
         self.schedule = Schedule(1e9 / spec.rate_hz)
-        self.errors = _ErrorStats(spec.action_size)
+        self.errors = ErrorStats(spec.action_size)
         self.recorded: np.ndarray | None = None
         self.t0: int | None = None  # first tick = the first sensor message: the replay's time zero
         self.prev_tick: int | None = None
@@ -665,7 +361,7 @@ class _Loop:
                 r.first_fault = f"{fault} at t={now:.3f} s"
         r.ticks += 1
         if self.tick_sinks:
-            tick = Tick(t_ns, now, obs, fault, out.action, out.command, self.recorded,
+            tick = ReplayTick(t_ns, now, obs, fault, out.action, out.command, self.recorded,
                         hidden_state(self.policy) if out.action is not None else None, out.status)
             for f in self.tick_sinks:
                 f(tick)
