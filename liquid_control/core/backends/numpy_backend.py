@@ -41,13 +41,7 @@ _mul, _add, _sub, _div = np.multiply, np.add, np.subtract, np.divide
 _tanh, _exp, _abs, _copyto = np.tanh, np.exp, np.abs, np.copyto
 # np.dot: for these small matrix-vector products it has less call overhead than np.matmul (measured).
 _dot = np.dot
-_maximum = np.maximum
-# The clip ufunc itself: np.clip() wraps it in ~1 us of Python argument handling. It is not public API,
-# so fall back to np.clip (same result) if a numpy release moves it.
-try:
-    _clip = (np._core if hasattr(np, "_core") else np.core).umath.clip
-except AttributeError:  # pragma: no cover - depends on the numpy release
-    _clip = np.clip
+_maximum, _minimum = np.maximum, np.minimum
 LECUN_IN, LECUN_OUT = 0.666, 1.7159
 
 
@@ -399,7 +393,8 @@ class NumpyBackend:
         x = self.x
         _sub(obs, self.mean, x)
         _mul(x, self.inv_std, x)
-        _clip(x, self.lo, self.hi, x)
+        _minimum(x, self.hi, out=x)  # clip to [lo, hi]: two ufuncs cost less than np.clip's argument handling
+        _maximum(x, self.lo, out=x)
 
     def _compile_cfc(self) -> Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The whole CfC step as one closure over preallocated buffers."""
@@ -410,12 +405,13 @@ class NumpyBackend:
         x, mean, inv_std, lo, hi, h_new = self.x, self.mean, self.inv_std, self.lo, self.hi, self.h_new
         proj, Wp, y, action = self.proj, getattr(self, "Wp", None), self.y, self.action
         result = (self.action, self.h_new)
-        sub, mul, clip, copyto, dot = _sub, _mul, _clip, _copyto, _dot
+        sub, mul, minimum, maximum, copyto, dot = _sub, _mul, _minimum, _maximum, _copyto, _dot
 
         def step(obs: np.ndarray, dt: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sub(obs, mean, x)
             mul(x, inv_std, x)
-            clip(x, lo, hi, x)
+            minimum(x, hi, out=x)
+            maximum(x, lo, out=x)
             dt0[()] = dt
             if need_neg:
                 ndt[()] = dt * neg_scale  # -dt in model time units
