@@ -5,8 +5,8 @@ Everything here serves fewer and cheaper numpy calls:
 
   * all buffers are preallocated at load; a step calls ufuncs and np.dot with positional `out` arguments
     on views created once, so it allocates nothing; the CfC step is a closure over those buffers;
-  * float32 throughout (AVX-512 tanh/exp on float32 is ~4x float64; agreement with the float64
-    reference stays well inside 1e-5);
+  * float32 throughout (vectorised tanh/exp run several times faster on float32 than on float64;
+    agreement with the float64 reference stays well inside 1e-5);
   * a CfC stack lives in one buffer Z = [x | h_0 | ... | h_last | 1]: each layer reads its window and
     overwrites its own state in place, so layers need no copies, and the trailing 1 carries the biases of
     the last layer's matmuls; weights are column-major (OpenBLAS's faster sgemv kernel);
@@ -21,8 +21,8 @@ Everything here serves fewer and cheaper numpy calls:
     synapses only (for an AutoNCP wiring, 29 x 58 of the 64 x 64 recurrent matrix), and that vecdot also
     adds the per-step constants: seven numpy calls per ODE unfold.
 
-What is left is numpy's per-call floor (~0.25 us a ufunc call, ~1-2 us a small sgemv, ~2 us a broadcast
-op over 64 x 64 here), so LTC, with 6 x 64 x 64 sigmoids a step, stays several times slower than CfC.
+What is left is numpy's fixed cost per call (a ufunc call, a small sgemv, a broadcast op over 64 x 64),
+so LTC, with 6 x 64 x 64 sigmoids a step, stays several times slower than CfC (bench/bench_step.py).
 
 `NumpyBackend(artifact).step(obs, dt, h)` returns views of internal buffers, valid until the next step;
 Policy copies what it keeps.
@@ -55,8 +55,8 @@ def _with_one(n: int) -> np.ndarray:
 def _affine(W: np.ndarray, b: np.ndarray, in_scale: np.ndarray | float = 1.0, out_scale: float = 1.0) -> np.ndarray:
     """[W * in_scale (per column) | b] * out_scale as float32: one matrix-vector product with a trailing 1.
 
-    Stored column-major: OpenBLAS's non-transposed sgemv kernel is ~25% faster than the transposed one that
-    a row-major matrix gets, for the 256 x 129 head of a 64-unit CfC (measured)."""
+    Stored column-major: OpenBLAS's non-transposed sgemv kernel is faster than the transposed one that a
+    row-major matrix gets, for heads the size of a 64-unit CfC's (measured)."""
     W = np.asarray(W, np.float64) * in_scale
     return np.asfortranarray(np.concatenate([W, np.asarray(b, np.float64)[:, None]], axis=1) * out_scale, F)
 
