@@ -2,12 +2,14 @@
 
     python bench/bench_hotpaths.py --base REV [--rounds N] [--per-round N]
 
-core/policy.py, core/command.py and core/observation.py are read from REV (`git show`) and loaded beside
-the working tree's; everything they import (spec, backends, ...) is the working tree's, so a difference in
-the table is the difference in those three files. What is timed, per call:
+core/policy.py, command.py, observation.py and backends/numpy_backend.py are read from REV (`git show`)
+and loaded beside the working tree's; everything they import (spec, cellmath, the backend Policy.load
+picks, ...) is the working tree's, so a difference in the table is the difference in those files. What is
+timed, per call:
 
-  * Policy.step, CfC 17 -> 64 units -> 6 actions (random weights, numpy backend): a float32 observation
-    (the node's case) and a float64 one (converted on the way in);
+  * NumpyBackend.step alone, CfC 17 -> 64 units -> 6 actions (random weights);
+  * Policy.step with it (the input and output checks around the backend): a float32 observation (the
+    node's case) and a float64 one (converted on the way in);
   * CommandPipeline.apply: 1 actuator without a rate limit (cartpole), 6 with rate limits;
   * ObservationAssembler.update + assemble: a 2-joint JointState (cartpole's 4 observations).
 
@@ -33,11 +35,12 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
 from liquid_control.core import command, observation, policy  # noqa: E402
-from liquid_control.core.artifact import write_artifact  # noqa: E402
+from liquid_control.core.artifact import read_artifact, write_artifact  # noqa: E402
+from liquid_control.core.backends import numpy_backend  # noqa: E402
 from liquid_control.core.random_params import cfc_cfg, random_params  # noqa: E402
 from liquid_control.core.spec import ActionSpec, load_spec  # noqa: E402
 
-MODULES = {"policy": policy, "command": command, "observation": observation}
+MODULES = {"policy": policy, "command": command, "observation": observation, "backends/numpy_backend": numpy_backend}
 
 
 def load_base(rev: str) -> dict[str, types.ModuleType]:
@@ -47,7 +50,7 @@ def load_base(rev: str) -> dict[str, types.ModuleType]:
         path = f"liquid_control/core/{name}.py"
         src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
                              capture_output=True, text=True).stdout
-        mod = types.ModuleType(f"base_{name}")
+        mod = types.ModuleType(f"base_{name.replace('/', '_')}")
         mod.__file__ = f"{rev}:{path}"
         sys.modules[mod.__name__] = mod  # dataclasses look their module up
         exec(compile(src, mod.__file__, "exec"), mod.__dict__)
@@ -59,6 +62,8 @@ def cases(mods: dict[str, Any], artifact_path: Path) -> dict[str, Callable[[], A
     """Name -> a no-argument call running one hot-path operation with these modules."""
     rng = np.random.default_rng(0)
     pol = mods["policy"].Policy.load(artifact_path)
+    backend = mods["backends/numpy_backend"].NumpyBackend(read_artifact(artifact_path))
+    h = np.zeros(64, np.float32)
     obs32 = rng.normal(size=17).astype(np.float32)
     obs64 = obs32.astype(np.float64)
     one = ActionSpec(topic="c", msg_type="std_msgs/msg/Float64MultiArray", names=("a",), scale=(10.0,),
@@ -77,6 +82,7 @@ def cases(mods: dict[str, Any], artifact_path: Path) -> dict[str, Callable[[], A
         return asm.assemble(clock[0])
 
     return {
+        "NumpyBackend.step": lambda: backend.step(obs32, 0.002, h),
         "Policy.step, float32 obs": lambda: pol.step(obs32, 0.002),
         "Policy.step, float64 obs": lambda: pol.step(obs64, 0.002),
         "CommandPipeline.apply, 1 actuator": lambda: p1.apply(a1, 0.002),
@@ -109,7 +115,7 @@ def run(base_rev: str, rounds: int, per_round: int) -> list[tuple[str, float, fl
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="git revision whose policy/command/observation.py to compare")
+    ap.add_argument("--base", required=True, help="git revision whose hot-path modules to compare")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--per-round", type=int, default=2000)
     args = ap.parse_args(argv)
