@@ -191,6 +191,11 @@ def test_action_scale_limits_and_rate_limit():
     for expected in (0.4, 0.8, 1.2):
         slow.step([1.0])
         assert slow.data.ctrl[0] == pytest.approx(expected)
+    for expected in (0.8, 0.4, 0.0, -0.4):  # the negative side is rate limited too
+        slow.step([-1.0])
+        assert slow.data.ctrl[0] == pytest.approx(expected)
+    env.step([-7.0])
+    assert env.data.ctrl[0] == pytest.approx(-3.0)
 
 
 @pytest.mark.parametrize("bad", [[float("nan")], [float("inf")], [0.1, 0.2], [], "x", None])

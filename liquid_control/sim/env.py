@@ -3,8 +3,8 @@
 - Observation: the spec's vector, read from MuJoCo state by name (liquid_control.sim.observe), with the
   spec's (raw - offset) * scale. The same reader feeds the sim bridge, so the env and the robot-side
   controller see the same numbers.
-- Action: a in [-1, 1]^n -> command = clip(a * scale, lower, upper), rate-limited like the controller node
-  does, written to data.ctrl of the actuators named in spec.action.names. A wrong-sized or non-finite action
+- Action: a in [-1, 1]^n -> command through core.command.CommandPipeline, the controller node's pipeline
+  (scale, rate limit, limits; no soft start), written to data.ctrl of the actuators named in spec.action.names. A wrong-sized or non-finite action
   is ignored (the last valid command is held, with a throttled warning), as a motor driver would: no NaN
   ever reaches MuJoCo.
 - Time: one step advances the control period (period / timestep substeps) unless a per-step dt was set
@@ -24,6 +24,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec, load_spec
 from liquid_control.sim.observe import ObsReader
@@ -140,22 +141,16 @@ class SpecEnv(gym.Env):
                               task_options if task_options is not None else rs.sim.get("task_options"))
 
         a = rs.action
-        self._scale = np.asarray(a.scale, dtype=np.float64)
-        self._lower = np.asarray(a.lower, dtype=np.float64)
-        self._upper = np.asarray(a.upper, dtype=np.float64)
-        self._rate = None if a.rate_limit is None else np.asarray(a.rate_limit, dtype=np.float64)
-        # A rate limit cannot bind when one step may cross the whole range: skip it for such dt (cartpole).
-        # (_rate_binds_below: the dt under which it can bind; 0 without a rate limit.)
-        self._rate_binds_below = (0.0 if self._rate is None else
-                                  float(np.max((self._upper - self._lower) / self._rate)))
-        self._rate_lo, self._rate_hi = np.empty(a.size), np.empty(a.size)
+        # The node's command pipeline (scale, clip, rate limit, clamp), without a soft start: training and
+        # evaluation see the commands the controller would publish. "hold": a rejected action keeps the last
+        # command, as a motor driver would.
+        self._pipeline = CommandPipeline(a, soft_start=0.0, safe_behaviour="hold")
         self._safe = np.asarray(a.safe, dtype=np.float64)
         self._n_act = a.size
         # Writing the whole ctrl vector is cheaper than a scatter when the spec drives every actuator in order.
         self._ctrl_all = bool(np.array_equal(self._act_ids, np.arange(self.model.nu)))
         self._ctrl = self.data.ctrl  # a view into MjData, stable for its lifetime
         self._command = self._safe.copy()  # the command being applied (held when an action is rejected)
-        self._scratch = np.empty(self._n_act)
         self._next_dt: float | None = None
         self._rejected = 0
         self._last_warn = -math.inf
@@ -194,6 +189,7 @@ class SpecEnv(gym.Env):
             self.data.qvel[:] = np.asarray(options.get("qvel", self.init_qvel), dtype=np.float64)
         else:
             self.task.reset(self.np_random, self.init_qpos, self.init_qvel)
+        self._pipeline.reset()
         self._command[:] = self._safe
         self._write_ctrl()
         self._next_dt = None
@@ -248,8 +244,8 @@ class SpecEnv(gym.Env):
         if c is None or c.size != self._n_act or not all(map(math.isfinite, c.reshape(self._n_act).tolist())):
             self._reject(command, what="a command")
             return False
-        np.minimum(c.reshape(self._n_act), self._upper, out=self._command)
-        np.maximum(self._command, self._lower, out=self._command)
+        np.minimum(c.reshape(self._n_act), self._pipeline.upper, out=self._command)
+        np.maximum(self._command, self._pipeline.lower, out=self._command)
         self._write_ctrl()
         return True
 
@@ -285,20 +281,10 @@ class SpecEnv(gym.Env):
         if a is None or a.size != self._n_act:
             self._reject(action)
             return False
-        cmd = self._scratch
-        np.multiply(a.reshape(self._n_act), self._scale, out=cmd)
-        # One reduction tells NaN/inf apart from finite (and rejects absurd magnitudes above ~1e150 too).
-        if not math.isfinite(cmd @ cmd):
+        cmd, ok = self._pipeline.apply(a.reshape(self._n_act), dt)
+        if not ok:
             self._reject(action)
             return False
-        np.maximum(cmd, self._lower, out=cmd)
-        np.minimum(cmd, self._upper, out=cmd)
-        if dt < self._rate_binds_below:
-            step = self._rate * dt
-            np.subtract(self._command, step, out=self._rate_lo)
-            np.add(self._command, step, out=self._rate_hi)
-            np.maximum(cmd, self._rate_lo, out=cmd)
-            np.minimum(cmd, self._rate_hi, out=cmd)
         self._command[:] = cmd
         self._write_ctrl()
         return True
