@@ -9,9 +9,12 @@ a live graph under sim time are modelled in the offline input, not papered over:
     the offline bag logs each message at the previous instant (+2 ns, after the command of the tick there);
   * the node's /clock subscription is best effort: a /clock it missed moves its tick to the next
     instant, so offline replay ticks where the node ticked (ticks="recorded", at its commands).
-What remains is a tick that saw another sample than the bag says it should (a message handled after
-its /clock on a loaded machine): from there to the next tick where both were safe (a zeroed state, the
-same safe command), the two may part; the test requires those to be rare and everything else identical.
+  * on a loaded machine a sample may reach the node after the /clock of its instant: the node ticks on
+    the sample before (its ~/step_debug record says which, by header stamp), and the offline bag logs
+    that sample just after the tick.
+What remains is an e-stop message handled after its /clock: from there to the next tick where both were
+safe (a zeroed state, the same safe command), the two may part; the test requires those to be rare and
+everything else identical.
 """
 from __future__ import annotations
 
@@ -39,9 +42,10 @@ def _in(t: float, seg: tuple[float, float]) -> bool:
     return seg[0] <= t < seg[1]
 
 
-def _write_bag(path, shift_to_previous_instant: bool = False, commands=()):
+def _write_bag(path, shift_to_previous_instant: bool = False, commands=(), late=frozenset()):
     """The faulty bag (log time = stamp); or, shifted, as the node received it: each message logged at
-    the previous instant + 2 ns, with `commands` [(log ns, value)] added."""
+    the previous instant + 2 ns, those of the instants in `late` (ns) at the instant + 2 ns (they reached
+    the node after its tick there), with `commands` [(log ns, value)] added."""
     ts = distro_typestore("kilted")
     T = ts.types
     JointState, Header, Time = T["sensor_msgs/msg/JointState"], T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
@@ -61,6 +65,8 @@ def _write_bag(path, shift_to_previous_instant: bool = False, commands=()):
                 continue
             stamp = START_NS + k * SAMPLE_NS
             log = stamp if not shift_to_previous_instant or previous is None else previous + 2
+            if shift_to_previous_instant and stamp in late:
+                log = stamp + 2
             previous = stamp
             while pending and pending[0][0] <= log:
                 c_ns, c = pending.pop(0)
@@ -115,7 +121,10 @@ def test_replay_reproduces_the_live_node_on_a_bag_with_every_kind_of_fault(tmp_p
     # Offline: the bag as the node received it, with the node's commands at its ticks (+1 ns).
     tick_ns = [START_NS + round((r.time * 1e9 - START_NS) / SAMPLE_NS) * SAMPLE_NS for r in ticks]
     assert all(abs(n * 1e-9 - r.time) < 1e-6 for n, r in zip(tick_ns, ticks))
-    received = _write_bag(tmp_path / "received", shift_to_previous_instant=True,
+    # A sample the node had not received when it ticked at its instant (it ticked on the one before: its
+    # newest sensor stamp is older) reached it after that tick.
+    late = {n for n, r in zip(tick_ns, ticks) if round(r.sensor_stamp * 1e9 / SAMPLE_NS) * SAMPLE_NS < n}
+    received = _write_bag(tmp_path / "received", shift_to_previous_instant=True, late=late,
                           commands=[(n + 1, r.command[0]) for n, r in zip(tick_ns, ticks)])
     offline = _Ticks()
     result = replay(received, Policy.load(model, spec=SPEC), SPEC, options=ReplayOptions(ticks="recorded"),
@@ -130,7 +139,7 @@ def test_replay_reproduces_the_live_node_on_a_bag_with_every_kind_of_fault(tmp_p
         if synced:
             in_sync.append(r)
             assert r.command[0] == command, (t_ns, r, command)  # identical, not close
-    assert len(in_sync) >= 0.9 * len(ticks), f"{len(in_sync)} of {len(ticks)} ticks in sync"
+    assert len(in_sync) >= 0.95 * len(ticks), f"{len(in_sync)} of {len(ticks)} ticks in sync (late: {sorted(late)})"
 
     # ... and the identical ticks cover every kind of fault, each with the node's behaviour.
     def when(r):
