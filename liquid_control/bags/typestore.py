@@ -85,7 +85,7 @@ def bag_typestore(connections: Iterable[Connection], distro: str | None = None) 
     """A typestore for these connections: their stored definitions first, the distro's for the rest.
 
     Returns the store and notes (definitions that could not be parsed and fell back to the distro's).
-    Only the types the bag uses are compiled (a full distro store costs ~0.1 s to register).
+    Only the types the bag uses are compiled: registering a full distro store is slow.
     """
     connections = list(connections)
     base = distro_typestore(distro)

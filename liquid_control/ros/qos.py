@@ -20,8 +20,8 @@ depth 1 because a stale command must never be delivered after a newer one.
 Command, on the receiving side (the sim bridge, like a motor driver): BEST_EFFORT, KEEP_LAST 1,
 VOLATILE. It matches reliable and best-effort command publishers alike; only the newest command
 matters. A reliable subscription makes every command cost an acknowledgement round (heartbeat,
-ACKNACK, handled on both processes' DDS threads: about 40 us of CPU per command measured here, in a
-500 Hz lockstep tick of ~550 us) for a repair that cannot come in time: with one command in flight per
+ACKNACK, handled on both processes' DDS threads, a sizeable part of a 500 Hz lockstep tick; bench sim
+measures it) for a repair that cannot come in time: with one command in flight per
 lockstep tick, a lost one would only be noticed at the writer's next periodic heartbeat (3 s in Fast
 DDS), after the bridge's lockstep timeout.
 

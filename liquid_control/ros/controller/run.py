@@ -53,7 +53,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 1
     # As in the sim bridge: the configured node lives as long as the process, so the collector need not walk
-    # it again (a full pass took ~15-30 ms in the middle of a lockstep run; younger ones a few us a tick).
+    # it again (a full collection in the middle of a lockstep run stalls a tick).
     gc.collect()
     gc.freeze()
     try:
