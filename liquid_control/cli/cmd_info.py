@@ -1,4 +1,5 @@
-"""`liquid-control info MODEL`: what is inside a policy artifact, human-readable (or its metadata as JSON)."""
+"""`liquid-control info MODEL`: what is inside a policy artifact, human-readable (or its metadata as JSON).
+`liquid-control info --robot R`: a robot's spec, with its task's reset, reward and termination terms."""
 from __future__ import annotations
 
 import argparse
@@ -8,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-HELP = "show what is inside a policy artifact"
+HELP = "show what is inside a policy artifact (or a robot's spec and task terms)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="policy artifact (.onnx)")
+    p.add_argument("model", type=Path, nargs="?", help="policy artifact (.onnx)")
+    p.add_argument("--robot", help="instead: describe this robot spec (name in config/robots, or a path)")
     p.add_argument("--json", action="store_true", help="print the artifact's metadata as JSON instead")
 
 
@@ -81,9 +83,44 @@ def describe(artifact: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def describe_robot(robot: str) -> list[tuple[str, str]]:
+    """(label, text) lines: a robot spec's rates, observation, action and task terms."""
+    from liquid_control.core.spec import load_spec
+    from liquid_control.sim.tasks import TASKS, task_terms
+
+    spec = load_spec(robot)
+    rows = [("robot", f"{spec.name} ({spec.source}), layout hash {spec.hash}"),
+            ("rate", f"{spec.rate_hz:g} Hz"),
+            ("sizes", f"{spec.obs_size} observations -> {spec.action_size} actions")]
+    rows += [("observation" if i == 0 else "", f"{i:3d}  {label}") for i, label in enumerate(spec.obs_labels())]
+    a = spec.action
+    rows += [("action" if i == 0 else "", f"{i:3d}  {name}  scale {s:g}, limits [{lo:g}, {hi:g}]")
+             for i, (name, s, lo, hi) in enumerate(zip(a.names, a.scale, a.lower, a.upper))]
+    terms = task_terms(spec.sim)
+    name = spec.sim.get("task")
+    if terms is None:
+        doc = (TASKS[name or "none"].__doc__ or "").strip().splitlines()[0]
+        rows.append(("task", f"{name or 'none'} (Python: {doc})"))
+        return rows
+    rows.append(("task", f"preset {name!r} as terms" if name else "terms from the spec"))
+    for kind in ("reset", "reward", "termination"):
+        lines = [t.describe() for t in terms[kind]] or ["(none)"]
+        rows += [(kind if i == 0 else "", line) for i, line in enumerate(lines)]
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from liquid_control.core.artifact import read_artifact
+    from liquid_control.core.errors import LiquidControlError
 
+    if args.robot is not None:
+        if args.model is not None or args.json:
+            raise LiquidControlError("give either MODEL or --robot, not both (--json applies to a MODEL)")
+        for label, text in describe_robot(args.robot):
+            print(f"{label:<12s} {text}")
+        return 0
+    if args.model is None:
+        raise LiquidControlError("give a policy artifact (MODEL) or --robot NAME")
     artifact = read_artifact(args.model)
     if args.json:
         print(json.dumps(artifact.meta, indent=2, sort_keys=True))

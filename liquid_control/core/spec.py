@@ -199,7 +199,9 @@ _SIM_KEYS = {"mjcf": checks.text, "task": checks.text, "task_options": None, "ca
              "success_return": checks.number,
              "push_force": lambda v, w: checks.number(v, w, low=0.0),
              "sensor_rate_hz": lambda v, w: checks.number(v, w, low=0.0, high=1e5, low_open=True),
-             "actuators": checks.names}
+             "actuators": checks.names,
+             # Task terms (liquid_control/sim/terms.py checks each term and its arguments).
+             "reset": None, "reward": None, "termination": None}
 
 
 def _parse_obs(i: int, raw: Any) -> ObsEntry:
@@ -292,6 +294,9 @@ def _parse_sim(raw: Any) -> dict[str, Any]:
             check(raw[key], f"sim.{key}")
     if "task_options" in raw and not isinstance(raw["task_options"], dict):
         raise SpecError(f"sim.task_options: expected a mapping, got {raw['task_options']!r}")
+    for key in ("reset", "reward", "termination"):
+        if key in raw and not isinstance(raw[key], list):
+            raise SpecError(f"sim.{key}: expected a list of terms, got {raw[key]!r}")
     return dict(raw)
 
 

@@ -137,8 +137,8 @@ class SpecEnv(gym.Env):
 
         self.reader = ObsReader(self.model, self.data, rs)
         self._act_ids = actuator_ids(self.model, rs)
-        self.task = make_task(task or rs.sim.get("task", "none"), self.model, self.data,
-                              task_options if task_options is not None else rs.sim.get("task_options"))
+        self.task = make_task(rs.sim, self.model, self.data, dt=self.frame_skip * self.timestep,
+                              task=task, options=task_options)
 
         a = rs.action
         # The node's command pipeline (scale, clip, rate limit, clamp), without a soft start: training and
@@ -194,9 +194,11 @@ class SpecEnv(gym.Env):
         self._write_ctrl()
         self._next_dt = None
         mujoco.mj_forward(self.model, self.data)
+        self.task.start(self._command)
         return self.reader.observe(), {"dt": 0.0}
 
     def step(self, action):
+        self.task.before_step()
         if self._next_dt is None:
             dt = self.frame_skip * self.timestep
             ignored = not self._accept(action, dt)
@@ -206,7 +208,7 @@ class SpecEnv(gym.Env):
             ignored = not self._accept(action, dt)
             dt = simulate(self.model, self.data, dt, self.timestep)
         # The task reads MuJoCo as Gymnasium's v5 envs do, before derived quantities are refreshed.
-        reward, terminated, info = self.task.evaluate(self._command)
+        reward, terminated, info = self.task.evaluate(self._command, dt)
         self.reader.refresh()
         obs = self.reader.observe()
         info["dt"] = dt

@@ -1,0 +1,500 @@
+"""Reward, termination and reset terms: a task written in the spec's `sim:` section, no Python.
+
+In the manner of Isaac Lab's manager-based envs, a task is three lists of named terms:
+
+    sim:
+      reset:                                   # applied in order to (init_qpos, init_qvel), one rng
+        - {term: qpos_uniform, scale: 0.005}
+        - {term: qvel_uniform, scale: 0.005}
+      reward:                                  # reward = sum of weight * term value, in list order
+        - {term: forward_velocity, joint: rootx, weight: 1.0, name: forward}
+        - {term: alive, weight: 1.0, name: survive}
+        - {term: action_l2, weight: -0.001, name: ctrl}
+      termination:                             # the episode ends when any term fires
+        - {term: joint_range, joints: [rootz], low: 0.7}
+
+Every item names its `term`; `weight` (rewards only, default 1) and `name` (the info key
+`reward_<name>`, default the term) are common, all other keys are the term's arguments (TERMS below,
+each documented; `liquid-control info --robot R` prints a robot's). An unknown term or argument is a
+SpecError naming it, with a "did you mean".
+
+Terms read MuJoCo as Gymnasium's v5 envs do, right after mj_step: qpos/qvel are the new state, body
+positions and orientations (xpos, xmat) those computed at the start of the last substep. So a term list
+reproduces Gymnasium's rewards bit for bit, and the sum runs in list order for the same reason.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from liquid_control.core import checks
+from liquid_control.core.errors import SpecError
+
+KINDS = ("reset", "reward", "termination")
+_COMMON = {"reward": ("term", "name", "weight"), "termination": ("term", "name"), "reset": ("term", "name")}
+REQUIRED = object()
+
+
+# ---- argument checks (value, where) -> parsed value ---------------------------------------------------
+def _real(value: Any, where: str) -> float:
+    return checks.number(value, where, allow_inf=True)
+
+
+def _positive(value: Any, where: str) -> float:
+    return checks.number(value, where, low=0.0, low_open=True)
+
+
+def _nonnegative(value: Any, where: str) -> float:
+    return checks.number(value, where, low=0.0)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise SpecError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        return value
+    return check
+
+
+def _reals(value: Any, where: str) -> float | tuple[float, ...]:
+    """One number, or a list of numbers (one per joint)."""
+    if isinstance(value, list):
+        return tuple(checks.number(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return checks.number(value, where)
+
+
+@dataclass(frozen=True)
+class Arg:
+    check: Callable[[Any, str], Any]
+    doc: str
+    default: Any = REQUIRED
+
+
+# ---- MuJoCo lookups (names resolved once, errors name the term) ---------------------------------------
+def _object_id(model, objtype, name: str, what: str, where: str) -> int:
+    import mujoco
+
+    i = mujoco.mj_name2id(model, objtype, name)
+    if i < 0:
+        raise SpecError(f"{where}: the MuJoCo model has no {what} named {name!r}")
+    return i
+
+
+def _body(model, name: str, where: str) -> int:
+    import mujoco
+
+    return _object_id(model, mujoco.mjtObj.mjOBJ_BODY, name, "body", where)
+
+
+def _joint_addresses(model, names: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """qpos and qvel addresses of hinge or slide joints (one value each)."""
+    import mujoco
+
+    hinge_or_slide = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    qadr, dadr = [], []
+    for name in names:
+        jid = _object_id(model, mujoco.mjtObj.mjOBJ_JOINT, name, "joint", where)
+        if int(model.jnt_type[jid]) not in hinge_or_slide:
+            raise SpecError(f"{where}: joint {name!r} is not a hinge or slide joint")
+        qadr.append(int(model.jnt_qposadr[jid]))
+        dadr.append(int(model.jnt_dofadr[jid]))
+    return np.asarray(qadr, dtype=np.intp), np.asarray(dadr, dtype=np.intp)
+
+
+# ---- the terms -----------------------------------------------------------------------------------------
+class Term:
+    """A term bound to one (model, data). Hooks: start (episode begins), before_step (state before
+    the physics step); rewards define value(command, dt, terminated), terminations fired(), resets apply()."""
+
+    ARGS: dict[str, Arg] = {}
+
+    def __init__(self, model, data, where: str, **args: Any):
+        self.model, self.data, self.where = model, data, where
+        # MjData's arrays are views that never move: take them once.
+        self.qpos, self.qvel, self.xpos, self.xmat = data.qpos, data.qvel, data.xpos, data.xmat
+
+    def start(self, command: np.ndarray) -> None:
+        pass
+
+    def before_step(self) -> None:
+        pass
+
+
+class Alive(Term):
+    """1 while no termination term fires, else 0 (Gymnasium's healthy reward, Isaac Lab's is_alive)."""
+
+    def value(self, command, dt, terminated):
+        return 0.0 if terminated else 1.0
+
+
+class ForwardVelocity(Term):
+    """(position after - position before) / dt along one axis: of a slide `joint` (its qpos), or of a
+    `body` (its xpos `axis`), as Gymnasium's Hopper/HalfCheetah (joint) and Ant (body) compute it."""
+
+    ARGS = {"joint": Arg(checks.text, "slide joint whose position is the robot's x", None),
+            "body": Arg(checks.text, "body whose position is differenced (instead of a joint)", None),
+            "axis": Arg(_one_of("x", "y", "z"), "world axis of the body's position", "x")}
+
+    def __init__(self, model, data, where, joint=None, body=None, axis="x"):
+        super().__init__(model, data, where)
+        if (joint is None) == (body is None):
+            raise SpecError(f"{where}: give one of 'joint' or 'body'")
+        if joint is not None:
+            self._array, self._index = self.qpos, int(_joint_addresses(model, (joint,), where)[0][0])
+        else:
+            self._array, self._index = self.xpos.reshape(-1), 3 * _body(model, body, where) + "xyz".index(axis)
+        self._before = 0.0
+
+    def start(self, command):
+        self._before = float(self._array[self._index])
+
+    def before_step(self):
+        self._before = float(self._array[self._index])
+
+    def value(self, command, dt, terminated):
+        return (float(self._array[self._index]) - self._before) / dt
+
+
+class ActionL2(Term):
+    """sum(command^2): the control cost (Gymnasium's ctrl_cost with a negative weight)."""
+
+    def value(self, command, dt, terminated):
+        return float(np.sum(np.square(command)))
+
+
+class ActionRateL2(Term):
+    """sum((command - previous command)^2); the first step compares with the command held at reset."""
+
+    def __init__(self, model, data, where):
+        super().__init__(model, data, where)
+        self._previous: np.ndarray | None = None
+
+    def start(self, command):
+        self._previous = np.array(command, dtype=np.float64)
+
+    def value(self, command, dt, terminated):
+        previous = np.zeros_like(command) if self._previous is None else self._previous
+        cost = float(np.sum(np.square(command - previous)))
+        self._previous = np.array(command, dtype=np.float64)
+        return cost
+
+
+class JointPositionL2(Term):
+    """sum((q - target)^2) over `joints`: the joint-target error."""
+
+    ARGS = {"joints": Arg(checks.names, "hinge or slide joints"),
+            "target": Arg(_reals, "target position(s): one number, or one per joint", 0.0)}
+
+    def __init__(self, model, data, where, joints, target=0.0):
+        super().__init__(model, data, where)
+        self._qadr = _joint_addresses(model, joints, where)[0]
+        if isinstance(target, tuple) and len(target) != len(joints):
+            raise SpecError(f"{where}.target: expected {len(joints)} values, got {len(target)}")
+        self._target = np.broadcast_to(np.asarray(target, dtype=np.float64), (len(joints),)).copy()
+
+    def value(self, command, dt, terminated):
+        return float(np.sum(np.square(self.qpos[self._qadr] - self._target)))
+
+
+class BodyDistance(Term):
+    """|xpos[body] - xpos[goal]|: end effector to goal (Gymnasium Reacher's reward_dist, weight -1)."""
+
+    ARGS = {"body": Arg(checks.text, "the end effector's body"),
+            "goal": Arg(checks.text, "the goal's body")}
+
+    def __init__(self, model, data, where, body, goal):
+        super().__init__(model, data, where)
+        self._a, self._b = _body(model, body, where), _body(model, goal, where)
+
+    def value(self, command, dt, terminated):
+        return float(np.linalg.norm(self.xpos[self._a] - self.xpos[self._b]))
+
+
+class JointLimit(Term):
+    """sum over `joints` of how far each is beyond its MJCF range (0 inside it; Isaac Lab's
+    joint_pos_limits). Without `joints`: every limited hinge or slide joint."""
+
+    ARGS = {"joints": Arg(checks.names, "joints (default: all limited hinge/slide joints)", None)}
+
+    def __init__(self, model, data, where, joints=None):
+        super().__init__(model, data, where)
+        import mujoco
+
+        if joints is None:
+            hinge_or_slide = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+            jids = [j for j in range(model.njnt) if model.jnt_limited[j] and int(model.jnt_type[j]) in hinge_or_slide]
+            if not jids:
+                raise SpecError(f"{where}: the MuJoCo model has no limited hinge or slide joint")
+        else:
+            _joint_addresses(model, joints, where)
+            jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in joints]
+            unlimited = [j for j, i in zip(joints, jids) if not model.jnt_limited[i]]
+            if unlimited:
+                raise SpecError(f"{where}: joints {unlimited} have no range in the MJCF")
+        self._qadr = np.asarray([model.jnt_qposadr[j] for j in jids], dtype=np.intp)
+        self._low = np.asarray([model.jnt_range[j][0] for j in jids], dtype=np.float64)
+        self._high = np.asarray([model.jnt_range[j][1] for j in jids], dtype=np.float64)
+
+    def value(self, command, dt, terminated):
+        q = self.qpos[self._qadr]
+        return float(np.sum(np.maximum(self._low - q, 0.0) + np.maximum(q - self._high, 0.0)))
+
+
+class _BodyFrame(Term):
+    ARGS = {"body": Arg(checks.text, "the body (e.g. the torso or base)")}
+
+    def __init__(self, model, data, where, body):
+        super().__init__(model, data, where)
+        self._body = _body(model, body, where)
+
+    def _zz(self) -> float:
+        """World z . body z: 1 upright, 0 on its side, -1 upside down."""
+        return float(self.xmat[self._body, 8])
+
+
+class Upright(_BodyFrame):
+    """cos(tilt) of `body`: world z . body z, 1 when upright."""
+
+    def value(self, command, dt, terminated):
+        return self._zz()
+
+
+class OrientationL2(_BodyFrame):
+    """Squared x, y of gravity seen in `body`'s frame: 0 when level (Isaac Lab's flat_orientation_l2)."""
+
+    def value(self, command, dt, terminated):
+        m = self.xmat[self._body]
+        return float(m[6] * m[6] + m[7] * m[7])
+
+
+class HeightL2(_BodyFrame):
+    """(z of `body` - target)^2 (Isaac Lab's base_height_l2)."""
+
+    ARGS = {**_BodyFrame.ARGS, "target": Arg(checks.number, "the height (m)")}
+
+    def __init__(self, model, data, where, body, target):
+        super().__init__(model, data, where, body)
+        self._target = float(target)
+
+    def value(self, command, dt, terminated):
+        return (float(self.xpos[self._body, 2]) - self._target) ** 2
+
+
+class JointRange(Term):
+    """Fires when a `field` (position | velocity) of any of `joints` leaves (low, high), or is not finite.
+    `inclusive: true` keeps the ends inside. Gymnasium's healthy ranges are open; InvertedPendulum's closed."""
+
+    ARGS = {"joints": Arg(checks.names, "hinge or slide joints"),
+            "field": Arg(_one_of("position", "velocity"), "what is bounded", "position"),
+            "low": Arg(_real, "lower bound", -math.inf),
+            "high": Arg(_real, "upper bound", math.inf),
+            "inclusive": Arg(_flag, "whether low and high themselves are inside", False)}
+
+    def __init__(self, model, data, where, joints, field="position", low=-math.inf, high=math.inf, inclusive=False):
+        super().__init__(model, data, where)
+        if not low < high:
+            raise SpecError(f"{where}: low {low} must be below high {high}")
+        qadr, dadr = _joint_addresses(model, joints, where)
+        self._array, self._index = (self.qpos, qadr) if field == "position" else (self.qvel, dadr)
+        self._low, self._high, self._inclusive = low, high, inclusive
+
+    def fired(self) -> bool:
+        v = self._array[self._index]
+        if self._inclusive:
+            inside = np.logical_and(self._low <= v, v <= self._high)
+        else:
+            inside = np.logical_and(self._low < v, v < self._high)
+        return not bool(np.all(inside))
+
+
+class BodyHeight(_BodyFrame):
+    """Fires when the z of `body` leaves (low, high) (a fall, or a jump out of the world)."""
+
+    ARGS = {**_BodyFrame.ARGS, "low": Arg(_real, "lowest healthy height (m)", -math.inf),
+            "high": Arg(_real, "highest healthy height (m)", math.inf)}
+
+    def __init__(self, model, data, where, body, low=-math.inf, high=math.inf):
+        super().__init__(model, data, where, body)
+        if not low < high:
+            raise SpecError(f"{where}: low {low} must be below high {high}")
+        self._low, self._high = low, high
+
+    def fired(self) -> bool:
+        return not (self._low < float(self.xpos[self._body, 2]) < self._high)
+
+
+class Tilt(_BodyFrame):
+    """Fires when `body`'s z axis leans more than max_angle (rad) from the world's."""
+
+    ARGS = {**_BodyFrame.ARGS, "max_angle": Arg(_positive, "largest healthy tilt (rad)")}
+
+    def __init__(self, model, data, where, body, max_angle):
+        super().__init__(model, data, where, body)
+        self._min_cos = math.cos(max_angle)
+
+    def fired(self) -> bool:
+        return not self._zz() >= self._min_cos
+
+
+class _Noise(Term):
+    ARGS = {"scale": Arg(_nonnegative, "noise half-width (uniform) or standard deviation (normal)")}
+
+    def __init__(self, model, data, where, scale):
+        super().__init__(model, data, where)
+        self.scale = float(scale)
+
+
+class QposUniform(_Noise):
+    """qpos += uniform(-scale, scale) on every coordinate."""
+
+    def apply(self, rng, qpos, qvel):
+        qpos += rng.uniform(low=-self.scale, high=self.scale, size=self.model.nq)
+
+
+class QvelUniform(_Noise):
+    """qvel += uniform(-scale, scale) on every dof."""
+
+    def apply(self, rng, qpos, qvel):
+        qvel += rng.uniform(low=-self.scale, high=self.scale, size=self.model.nv)
+
+
+class QvelNormal(_Noise):
+    """qvel += scale * standard normal on every dof (Gymnasium's HalfCheetah and Ant)."""
+
+    def apply(self, rng, qpos, qvel):
+        qvel += self.scale * rng.standard_normal(self.model.nv)
+
+
+class GoalInDisc(Term):
+    """Puts a goal's two slide `joints` at a point uniform in the disc of `radius` (rejection sampled,
+    as Gymnasium's Reacher)."""
+
+    ARGS = {"joints": Arg(checks.names, "the goal's x and y slide joints"),
+            "radius": Arg(_positive, "disc radius (m)")}
+
+    def __init__(self, model, data, where, joints, radius):
+        super().__init__(model, data, where)
+        if len(joints) != 2:
+            raise SpecError(f"{where}.joints: expected 2 joints (x, y), got {list(joints)}")
+        self._qadr = _joint_addresses(model, joints, where)[0]
+        self._radius = float(radius)
+
+    def apply(self, rng, qpos, qvel):
+        r = self._radius
+        while True:
+            goal = rng.uniform(low=-r, high=r, size=2)
+            if np.linalg.norm(goal) < r:
+                break
+        qpos[self._qadr] = goal
+
+
+class ZeroVelocity(Term):
+    """qvel = 0 for `joints` (after noise: a goal that must not drift)."""
+
+    ARGS = {"joints": Arg(checks.names, "hinge or slide joints")}
+
+    def __init__(self, model, data, where, joints):
+        super().__init__(model, data, where)
+        self._dadr = _joint_addresses(model, joints, where)[1]
+
+    def apply(self, rng, qpos, qvel):
+        qvel[self._dadr] = 0.0
+
+
+TERMS: dict[str, dict[str, type[Term]]] = {
+    "reward": {"alive": Alive, "forward_velocity": ForwardVelocity, "action_l2": ActionL2,
+               "action_rate_l2": ActionRateL2, "joint_position_l2": JointPositionL2,
+               "body_distance": BodyDistance, "joint_limit": JointLimit, "upright": Upright,
+               "orientation_l2": OrientationL2, "height_l2": HeightL2},
+    "termination": {"joint_range": JointRange, "body_height": BodyHeight, "tilt": Tilt},
+    "reset": {"qpos_uniform": QposUniform, "qvel_uniform": QvelUniform, "qvel_normal": QvelNormal,
+              "goal_in_disc": GoalInDisc, "zero_velocity": ZeroVelocity},
+}
+
+
+# ---- parsing (no model needed) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TermSpec:
+    """One parsed item of a term list."""
+
+    kind: str  # reset | reward | termination
+    term: str
+    name: str
+    weight: float
+    args: dict[str, Any]
+    where: str
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.args.items())
+        weight = f"{self.weight:+g} x " if self.kind == "reward" else ""
+        label = f" ({self.name})" if self.name != self.term else ""
+        return f"{weight}{self.term}({args}){label}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _near(word: str, known) -> str:
+    near = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(sorted(known))}"
+
+
+def parse_terms(kind: str, raw: Any, where: str) -> tuple[TermSpec, ...]:
+    """A term list from YAML: each term known, each argument known, typed and present if required."""
+    if not isinstance(raw, list):
+        raise SpecError(f"{where}: expected a list of terms, got {raw!r}")
+    known = TERMS[kind]
+    out, names = [], set()
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict) or "term" not in item:
+            raise SpecError(f"{at}: expected a mapping with a 'term' key, got {item!r}")
+        term = item["term"]
+        if term not in known:
+            raise SpecError(f"{at}: unknown {kind} term {term!r}{_near(str(term), known)}")
+        at = f"{at} ({term})"
+        spec_args = known[term].ARGS
+        checks.mapping(item, at, (*_COMMON[kind], *spec_args))
+        args = {}
+        for key, arg in spec_args.items():
+            if key in item:
+                args[key] = arg.check(item[key], f"{at}.{key}")
+            elif arg.default is REQUIRED:
+                raise SpecError(f"{at}: missing argument {key!r} ({arg.doc})")
+        name = checks.name(item.get("name", term), f"{at}.name")
+        if name in names:
+            raise SpecError(f"{at}: two {kind} terms named {name!r}; give one a 'name'")
+        names.add(name)
+        weight = checks.number(item.get("weight", 1.0), f"{at}.weight") if kind == "reward" else 1.0
+        out.append(TermSpec(kind, term, name, weight, args, at))
+    return tuple(out)
+
+
+def parse_task(sim: dict[str, Any]) -> dict[str, tuple[TermSpec, ...]] | None:
+    """The term lists of a spec's sim section, or None when it names no terms."""
+    if not any(k in sim for k in KINDS):
+        return None
+    return {k: parse_terms(k, sim.get(k, []), f"sim.{k}") for k in KINDS}
+
+
+def bind(spec: TermSpec, model, data) -> Term:
+    return TERMS[spec.kind][spec.term](model, data, spec.where, **spec.args)
+
+
+def term_docs() -> dict[str, dict[str, tuple[str, dict[str, Arg]]]]:
+    """kind -> term -> (first docstring line, arguments): the documentation `info` prints."""
+    return {kind: {name: ((cls.__doc__ or "").strip(), cls.ARGS) for name, cls in terms.items()}
+            for kind, terms in TERMS.items()}
