@@ -58,6 +58,9 @@ class ObsEntry:
     obs = (raw - offset) * scale, element-wise. `sim` says how the MuJoCo env reads the same quantity
     (joints need nothing: they are looked up by name; an IMU field names a sensor, a goal a site).
 
+    `clip: {low: L, high: H}` bounds each raw value to [L, H] before offset and scale (Gymnasium's Hopper
+    observes joint velocities clipped to +-10): a sensor that saturates.
+
     `encode: sincos` (joint positions only) replaces each angle v by (cos v, sin v): the block holds the
     cosines of all its joints, then the sines, as Gymnasium's Reacher does. A continuous joint that winds
     past +-pi then looks the same to the policy at v and v + 2 pi, and the input stays in [-1, 1].
@@ -71,6 +74,7 @@ class ObsEntry:
     offset: tuple[float, ...]
     sim: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     encode: str | None = None  # None or "sincos"
+    clip: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (low, high) per name, on the raw value
 
     @property
     def size(self) -> int:
@@ -92,11 +96,14 @@ class ObsEntry:
 
     def layout(self) -> dict[str, Any]:
         """What a model depends on: not the topic (remapping is fine), but type, field, names, scaling.
-        `encode` only when set, so layouts (and hashes) of specs without it are what they always were."""
+        `encode` and `clip` only when set, so layouts (and hashes) of specs without them are what they
+        always were."""
         out = {"type": self.msg_type, "field": self.field, "names": list(self.names),
                "scale": list(self.scale), "offset": list(self.offset)}
         if self.encode is not None:
             out["encode"] = self.encode
+        if self.clip is not None:
+            out["clip"] = {"low": list(self.clip[0]), "high": list(self.clip[1])}
         return out
 
 
@@ -177,7 +184,7 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
     if len(eo) != len(ao):
         return f"observation has {len(ao)} entries, expected {len(eo)}"
     for i, (e, a) in enumerate(zip(eo, ao)):
-        for key in ("type", "field", "names", "scale", "offset", "encode"):
+        for key in ("type", "field", "names", "scale", "offset", "encode", "clip"):
             if e.get(key) != a.get(key):
                 return f"observation[{i}].{key} is {a.get(key)!r}, expected {e.get(key)!r}"
     ea, aa = expected.get("action", {}), actual.get("action", {})
@@ -188,7 +195,7 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
 
 
 _TOP_KEYS = ("robot", "rate_hz", "observation", "action", "safety", "sim")
-_OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "sim")
+_OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "clip", "sim")
 _OBS_SIM_KEYS = ("sensor", "site", "body")
 _ACTION_KEYS = ("topic", "type", "names", "scale", "limits", "rate_limit", "safe")
 _SAFETY_KEYS = ("sensor_timeout", "soft_start", "safe_behaviour")
@@ -247,7 +254,19 @@ def _parse_obs(i: int, raw: Any) -> ObsEntry:
     return ObsEntry(topic=topic, msg_type=msg_type, field=fld, names=names,
                     scale=checks.numbers(raw.get("scale"), n, f"{where}.scale", 1.0),
                     offset=checks.numbers(raw.get("offset"), n, f"{where}.offset", 0.0),
-                    sim=dict(sim), encode=encode)
+                    sim=dict(sim), encode=encode, clip=_parse_clip(raw.get("clip"), n, f"{where}.clip"))
+
+
+def _parse_clip(raw: Any, n: int, where: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """`clip: {low: L, high: H}`, each a number or one per name; an absent side is unbounded."""
+    if raw is None:
+        return None
+    raw = checks.mapping(raw, where, ("low", "high"))
+    low = checks.numbers(raw.get("low"), n, f"{where}.low", -math.inf, allow_inf=True)
+    high = checks.numbers(raw.get("high"), n, f"{where}.high", math.inf, allow_inf=True)
+    if any(lo >= hi for lo, hi in zip(low, high)):
+        raise SpecError(f"{where}: low {list(low)} must be below high {list(high)}")
+    return low, high
 
 
 def _parse_action(raw: Any) -> ActionSpec:

@@ -4,7 +4,8 @@ Importing this package registers the Gymnasium ids (mujoco itself loads only whe
 backend is chosen only when a frame is first rendered, by liquid_control.sim.gl):
 
     import gymnasium, liquid_control.sim
-    env = gymnasium.make("liquid_control/CartPole-v0")      # also CartPoleNovel-v0, CartPoleImu-v0, Reacher-v0
+    env = gymnasium.make("liquid_control/CartPole-v0")      # also CartPoleNovel-v0, CartPoleImu-v0, Reacher-v0,
+                                                             # Hopper-v0, HopperPos-v0, HalfCheetah[Pos]-v0
 
 or without the import: gymnasium.make("liquid_control.sim:liquid_control/CartPole-v0").
 """
@@ -17,6 +18,10 @@ ENV_IDS: dict[str, str] = {
     "liquid_control/CartPoleNovel-v0": "cartpole_novel",
     "liquid_control/CartPoleImu-v0": "cartpole_imu",
     "liquid_control/Reacher-v0": "reacher",
+    "liquid_control/Hopper-v0": "hopper",
+    "liquid_control/HopperPos-v0": "hopper_pos",
+    "liquid_control/HalfCheetah-v0": "half_cheetah",
+    "liquid_control/HalfCheetahPos-v0": "half_cheetah_pos",
 }
 
 

@@ -145,6 +145,11 @@ class ObsReader:
         self.offset = np.array([o for e in spec.observation for o in e.offset], dtype=np.float64)
         self.scale = np.array([s for e in spec.observation for s in e.scale], dtype=np.float64)
         self._identity = bool(np.all(self.offset == 0.0) and np.all(self.scale == 1.0))
+        # `clip` bounds raw values (a saturating sensor); unclipped entries get infinite bounds.
+        clip_low = [lo for e in spec.observation for lo in (e.clip[0] if e.clip else (-np.inf,) * len(e.names))]
+        clip_high = [hi for e in spec.observation for hi in (e.clip[1] if e.clip else (np.inf,) * len(e.names))]
+        self._clip = (None if all(e.clip is None for e in spec.observation) else
+                      (np.array(clip_low, dtype=np.float64), np.array(clip_high, dtype=np.float64), np.zeros(pos)))
         self.needs_forward = bool(self.sources & _NEEDS_FORWARD)
         self.needs_kinematics = bool(self.sources & _NEEDS_KINEMATICS) and not self.needs_forward
 
@@ -170,9 +175,12 @@ class ObsReader:
         return self.raw()[self.entry_slices[index]].copy()
 
     def observe(self, out: np.ndarray | None = None) -> np.ndarray:
-        """(raw - offset) * scale, then any sincos encoding, as a new float64 array (or into `out`).
+        """(clip(raw) - offset) * scale, then any sincos encoding, as a new float64 array (or into `out`).
         Does not refresh: see refresh()."""
         raw = self.raw()
+        if self._clip is not None:
+            low, high, clipped = self._clip
+            raw = np.clip(raw, low, high, out=clipped)
         if out is None:
             out = np.empty(self.size)
         value = out if not self._encoded else self._value
