@@ -10,12 +10,17 @@ import numpy as np
 import pytest
 
 from liquid_control.core.errors import SpecError
+from liquid_control.core.resources import share_dir
 from liquid_control.core.spec import load_spec, parse_spec
 from liquid_control.sim import env_id_for
 from liquid_control.sim.env import SpecEnv
 from liquid_control.sim.observe import ObsReader
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+@pytest.fixture(autouse=True)
+def _mujoco_log_in_tmp(tmp_path, monkeypatch):
+    """MuJoCo appends its warning about half_cheetah.xml's (Gymnasium's) settotalmass to ./MUJOCO_LOG.TXT."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.parametrize("robot, theirs, steps, reset_at", [
@@ -91,7 +96,7 @@ def hopper_dict() -> dict:
 
 def test_clip_bounds_raw_values_before_scale_and_joins_the_layout():
     data = hopper_dict()
-    data["sim"]["mjcf"] = str(load_spec("hopper").source.parents[2] / "sim" / "hopper.xml")
+    data["sim"]["mjcf"] = str(share_dir() / "sim" / "hopper.xml")
     data["observation"][1]["scale"] = 0.5
     data["observation"][1]["clip"] = {"low": [-1, -2, -3, -4, -5, -6], "high": 1.0}
     spec = parse_spec(data)
