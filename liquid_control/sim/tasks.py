@@ -72,7 +72,7 @@ class TermTask(Task):
         self.dt = float(dt)
         self._resets = [bind(t, model, data) for t in terms["reset"]]
         self._terminations = [(t.name, bind(t, model, data)) for t in terms["termination"]]
-        self._rewards = [(t.name, t.weight, bind(t, model, data)) for t in terms["reward"]]
+        self._rewards = [(f"reward_{t.name}", t.weight, bind(t, model, data)) for t in terms["reward"]]
         every = self._resets + [b for _n, b in self._terminations] + [b for _n, _w, b in self._rewards]
         # Only terms that keep per-episode state take the hooks (the base class's are no-ops).
         self._starting = [b for b in every if type(b).start is not Term.start]
@@ -103,9 +103,9 @@ class TermTask(Task):
                 info["terminated_by"] = name
                 break
         reward = 0.0
-        for name, weight, term in self._rewards:
+        for key, weight, term in self._rewards:
             r = weight * term.value(command, dt, terminated)
-            info[f"reward_{name}"] = r
+            info[key] = r
             reward += r
         return reward, terminated, info
 

@@ -169,7 +169,7 @@ class ActionL2(Term):
     """sum(command^2): the control cost (Gymnasium's ctrl_cost with a negative weight)."""
 
     def value(self, command, dt, terminated):
-        return float(np.sum(np.square(command)))
+        return float(np.square(command).sum())
 
 
 class ActionRateL2(Term):
@@ -309,12 +309,12 @@ class JointRange(Term):
         self._low, self._high, self._inclusive = low, high, inclusive
 
     def fired(self) -> bool:
-        v = self._array[self._index]
+        # A few values: Python comparisons beat numpy's temporaries (this runs every step). NaN compares false.
+        low, high = self._low, self._high
+        values = self._array[self._index].tolist()
         if self._inclusive:
-            inside = np.logical_and(self._low <= v, v <= self._high)
-        else:
-            inside = np.logical_and(self._low < v, v < self._high)
-        return not bool(np.all(inside))
+            return not all(low <= v <= high for v in values)
+        return not all(low < v < high for v in values)
 
 
 class BodyHeight(_BodyFrame):
