@@ -23,6 +23,7 @@ MJCF = """
 <mujoco>
   <compiler angle="radian"/>
   <worldbody>
+    <geom name="floor" type="plane" size="5 5 0.1"/>
     <body name="base" pos="0 0 1">
       <joint name="x" type="slide" axis="1 0 0"/>
       <joint name="z" type="slide" axis="0 0 1"/>
@@ -94,6 +95,29 @@ def test_forward_velocity_of_a_body_reads_its_position_axis(world):
 def test_forward_velocity_needs_one_source(world):
     with pytest.raises(SpecError, match=r"sim.reward\[0\] \(forward_velocity\): give one of 'joint' or 'body'"):
         term(world, "reward", {"term": "forward_velocity"})
+
+
+def test_track_velocity_scores_one_at_the_command(world):
+    t = term(world, "reward", {"term": "track_velocity", "joint": "x", "target": 2.0, "std": 0.5})
+    put(world, x=0.0)
+    t.start(NO_COMMAND)
+    put(world, x=0.2)
+    assert t.value(NO_COMMAND, 0.1, False) == pytest.approx(1.0)
+    t.before_step()
+    put(world, x=0.35)  # 1.5 m/s: 0.5 m/s (one std) short
+    assert t.value(NO_COMMAND, 0.1, False) == pytest.approx(math.exp(-1.0))
+
+
+def test_contacts_count_and_end_the_episode(world):
+    count = term(world, "reward", {"term": "contact_count", "bodies": ["base"]})
+    fall = term(world, "termination", {"term": "body_contact", "bodies": ["base"]})
+    light = term(world, "termination", {"term": "body_contact", "bodies": ["base"], "threshold": 1e9})
+    put(world, z=0.0)  # the base hangs 1 m above the floor
+    assert count.value(NO_COMMAND, 0.1, False) == 0.0 and not fall.fired()
+    put(world, z=-0.95)  # its 0.1 m sphere 5 cm into the floor: a hard contact
+    assert count.value(NO_COMMAND, 0.1, False) >= 1.0 and fall.fired() and not light.fired()
+    tip = term(world, "termination", {"term": "body_contact", "bodies": ["tip", "goal"]})
+    assert not tip.fired()  # other bodies' contacts do not count
 
 
 def test_action_l2_and_action_rate_l2(world):

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import mujoco
 import numpy as np
 
 from liquid_control.core import checks
@@ -37,6 +38,7 @@ from liquid_control.core.errors import SpecError
 KINDS = ("reset", "reward", "termination")
 _COMMON = {"reward": ("term", "name", "weight"), "termination": ("term", "name"), "reset": ("term", "name")}
 REQUIRED = object()
+_HINGE_OR_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
 
 # ---- argument checks (value, where) -> parsed value ---------------------------------------------------
@@ -82,8 +84,6 @@ class Arg:
 
 # ---- MuJoCo lookups (names resolved once, errors name the term) ---------------------------------------
 def _object_id(model, objtype, name: str, what: str, where: str) -> int:
-    import mujoco
-
     i = mujoco.mj_name2id(model, objtype, name)
     if i < 0:
         raise SpecError(f"{where}: the MuJoCo model has no {what} named {name!r}")
@@ -91,20 +91,15 @@ def _object_id(model, objtype, name: str, what: str, where: str) -> int:
 
 
 def _body(model, name: str, where: str) -> int:
-    import mujoco
-
     return _object_id(model, mujoco.mjtObj.mjOBJ_BODY, name, "body", where)
 
 
 def _joint_addresses(model, names: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
     """qpos and qvel addresses of hinge or slide joints (one value each)."""
-    import mujoco
-
-    hinge_or_slide = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
     qadr, dadr = [], []
     for name in names:
         jid = _object_id(model, mujoco.mjtObj.mjOBJ_JOINT, name, "joint", where)
-        if int(model.jnt_type[jid]) not in hinge_or_slide:
+        if int(model.jnt_type[jid]) not in _HINGE_OR_SLIDE:
             raise SpecError(f"{where}: joint {name!r} is not a hinge or slide joint")
         qadr.append(int(model.jnt_qposadr[jid]))
         dadr.append(int(model.jnt_dofadr[jid]))
@@ -163,6 +158,65 @@ class ForwardVelocity(Term):
 
     def value(self, command, dt, terminated):
         return (float(self._array[self._index]) - self._before) / dt
+
+
+class TrackVelocity(ForwardVelocity):
+    """exp(-(v - target)^2 / std^2) for the velocity forward_velocity measures: 1 at the commanded speed
+    (Isaac Lab's track_lin_vel_xy_exp, one axis, a fixed command)."""
+
+    ARGS = {**ForwardVelocity.ARGS, "target": Arg(checks.number, "the commanded velocity (m/s)"),
+            "std": Arg(_positive, "how far off (m/s) scores exp(-1)", 0.25)}
+
+    def __init__(self, model, data, where, target, std=0.25, **source):
+        super().__init__(model, data, where, **source)
+        self._target, self._scale = float(target), 1.0 / (float(std) * float(std))
+
+    def value(self, command, dt, terminated):
+        error = super().value(command, dt, terminated) - self._target
+        return math.exp(-error * error * self._scale)
+
+
+class _Contacts(Term):
+    """Contacts of `bodies` (with anything) whose normal force exceeds `threshold` newtons."""
+
+    ARGS = {"bodies": Arg(checks.names, "bodies whose contacts count"),
+            "threshold": Arg(_nonnegative, "normal force (N) above which a contact counts", 1.0)}
+
+    def __init__(self, model, data, where, bodies, threshold=1.0):
+        super().__init__(model, data, where)
+        ids = {_body(model, b, where) for b in bodies}
+        self._geoms = np.isin(model.geom_bodyid, list(ids))
+        self._threshold = float(threshold)
+        self._force = np.zeros(6)
+
+    def _count(self, first_only: bool = False) -> int:
+        data, n = self.data, 0
+        if data.ncon == 0:
+            return 0
+        contact = data.contact
+        mine = np.flatnonzero(self._geoms[contact.geom1] | self._geoms[contact.geom2])
+        for i in mine.tolist():
+            mujoco.mj_contactForce(self.model, data, i, self._force)
+            if self._force[0] > self._threshold:  # the normal force, in the contact frame
+                n += 1
+                if first_only:
+                    break
+        return n
+
+
+class ContactCount(_Contacts):
+    """How many contacts of `bodies` push harder than `threshold` (Isaac Lab's undesired_contacts)."""
+
+    def value(self, command, dt, terminated):
+        return float(self._count())
+
+
+class BodyContact(_Contacts):
+    """Fires when any of `bodies` touches something harder than `threshold` (Isaac Lab's illegal_contact:
+    a torso or knee on the ground)."""
+
+    def fired(self) -> bool:
+        return self._count(first_only=True) > 0
 
 
 class ActionL2(Term):
@@ -228,11 +282,8 @@ class JointLimit(Term):
 
     def __init__(self, model, data, where, joints=None):
         super().__init__(model, data, where)
-        import mujoco
-
         if joints is None:
-            hinge_or_slide = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-            jids = [j for j in range(model.njnt) if model.jnt_limited[j] and int(model.jnt_type[j]) in hinge_or_slide]
+            jids = [j for j in range(model.njnt) if model.jnt_limited[j] and int(model.jnt_type[j]) in _HINGE_OR_SLIDE]
             if not jids:
                 raise SpecError(f"{where}: the MuJoCo model has no limited hinge or slide joint")
         else:
@@ -415,8 +466,10 @@ TERMS: dict[str, dict[str, type[Term]]] = {
     "reward": {"alive": Alive, "forward_velocity": ForwardVelocity, "action_l2": ActionL2,
                "action_rate_l2": ActionRateL2, "joint_position_l2": JointPositionL2,
                "body_distance": BodyDistance, "joint_limit": JointLimit, "upright": Upright,
-               "orientation_l2": OrientationL2, "height_l2": HeightL2},
-    "termination": {"joint_range": JointRange, "body_height": BodyHeight, "tilt": Tilt},
+               "orientation_l2": OrientationL2, "height_l2": HeightL2, "track_velocity": TrackVelocity,
+               "contact_count": ContactCount},
+    "termination": {"joint_range": JointRange, "body_height": BodyHeight, "tilt": Tilt,
+                    "body_contact": BodyContact},
     "reset": {"qpos_uniform": QposUniform, "qvel_uniform": QvelUniform, "qvel_normal": QvelNormal,
               "goal_in_disc": GoalInDisc, "zero_velocity": ZeroVelocity},
 }
