@@ -79,7 +79,7 @@ def test_forward_velocity_of_a_joint_differences_its_position(world):
     t.start(NO_COMMAND)
     put(world, x=1.3)
     assert t.value(NO_COMMAND, 0.1, False) == pytest.approx(3.0)
-    t.before_step()  # the next step differences from here
+    # the next step differences from the position the last one read
     put(world, x=1.2)
     assert t.value(NO_COMMAND, 0.05, False) == pytest.approx(-2.0)
 
@@ -103,7 +103,6 @@ def test_track_velocity_scores_one_at_the_command(world):
     t.start(NO_COMMAND)
     put(world, x=0.2)
     assert t.value(NO_COMMAND, 0.1, False) == pytest.approx(1.0)
-    t.before_step()
     put(world, x=0.35)  # 1.5 m/s: 0.5 m/s (one std) short
     assert t.value(NO_COMMAND, 0.1, False) == pytest.approx(math.exp(-1.0))
 
@@ -306,6 +305,28 @@ def test_a_term_task_in_the_spec_drives_the_env():
         if terminated:
             break
     assert terminated and info["terminated_by"] == "joint_range" and info["reward_alive"] == 0.0
+
+
+def test_body_velocity_differences_positions_as_mujoco_leaves_them_after_each_step():
+    """The reacher's observation refreshes body positions after each step (it reads a site); the term still
+    differences the positions mj_step left (start of its last substep), as Gymnasium's Ant does."""
+    data = yaml.safe_load((share_dir() / "config" / "robots" / "reacher.yaml").read_text())
+    data["sim"]["mjcf"] = str(share_dir() / "sim" / "reacher.xml")
+    del data["sim"]["task"]
+    data["sim"]["reward"] = [{"term": "forward_velocity", "body": "fingertip", "axis": "y"}]
+    env = SpecEnv(parse_spec(data))
+    assert env.reader.needs_kinematics
+    env.reset(seed=0)
+    raw = mujoco.MjData(env.model)
+    raw.qpos[:], raw.qvel[:] = env.data.qpos, env.data.qvel
+    mujoco.mj_forward(env.model, raw)
+    tip = env.model.body("fingertip").id
+    for action in np.random.default_rng(0).uniform(-1, 1, size=(20, 2)):
+        before = raw.xpos[tip, 1]
+        raw.ctrl[:] = action
+        mujoco.mj_step(env.model, raw, env.frame_skip)
+        _obs, reward, *_ = env.step(action)
+        assert reward == pytest.approx((raw.xpos[tip, 1] - before) / env.dt, rel=1e-12, abs=1e-12)
 
 
 def test_no_reset_terms_means_the_initial_state():

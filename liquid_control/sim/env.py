@@ -198,7 +198,6 @@ class SpecEnv(gym.Env):
         return self.reader.observe(), {"dt": 0.0}
 
     def step(self, action):
-        self.task.before_step()
         if self._next_dt is None:
             dt = self.frame_skip * self.timestep
             ignored = not self._accept(action, dt)

@@ -7,7 +7,6 @@ terms are documented in liquid_control.sim.terms), or names one with `sim: {task
 
     reset(rng, init_qpos, init_qvel)   a new episode's state (the caller runs mj_forward afterwards)
     start(command)                     the episode begins from the state now in data (either reset path)
-    before_step()                      the state before each physics step
     evaluate(command, dt)              (reward, terminated, info) after the step
 
 The observation never enters the reward: the same task scores cartpole, cartpole_novel and cartpole_imu
@@ -50,9 +49,6 @@ class Task:
     def start(self, command: np.ndarray) -> None:
         """The episode begins from the state now in data; `command` is the one held at reset."""
 
-    def before_step(self) -> None:
-        """Called with the state before each step (for terms that difference it)."""
-
     def evaluate(self, command: np.ndarray, dt: float | None = None) -> tuple[float, bool, dict[str, Any]]:
         """(reward, terminated, info) after a step; `command` is what was applied to the actuators, `dt`
         the time simulated (None: the control period)."""
@@ -74,9 +70,8 @@ class TermTask(Task):
         self._terminations = [(t.name, bind(t, model, data)) for t in terms["termination"]]
         self._rewards = [(f"reward_{t.name}", t.weight, bind(t, model, data)) for t in terms["reward"]]
         every = self._resets + [b for _n, b in self._terminations] + [b for _n, _w, b in self._rewards]
-        # Only terms that keep per-episode state take the hooks (the base class's are no-ops).
+        # Only terms that keep per-episode state take the hook (the base class's is a no-op).
         self._starting = [b for b in every if type(b).start is not Term.start]
-        self._stepping = [b for b in every if type(b).before_step is not Term.before_step]
 
     def reset(self, rng, init_qpos, init_qvel):
         qpos, qvel = init_qpos.copy(), init_qvel.copy()
@@ -88,10 +83,6 @@ class TermTask(Task):
     def start(self, command):
         for term in self._starting:
             term.start(command)
-
-    def before_step(self):
-        for term in self._stepping:
-            term.before_step()
 
     def evaluate(self, command, dt=None):
         dt = self.dt if dt is None else dt

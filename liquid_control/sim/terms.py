@@ -108,8 +108,8 @@ def _joint_addresses(model, names: tuple[str, ...], where: str) -> tuple[np.ndar
 
 # ---- the terms -----------------------------------------------------------------------------------------
 class Term:
-    """A term bound to one (model, data). Hooks: start (episode begins), before_step (state before
-    the physics step); rewards define value(command, dt, terminated), terminations fired(), resets apply()."""
+    """A term bound to one (model, data). start() is called when an episode begins; rewards define
+    value(command, dt, terminated), terminations fired(), resets apply(rng, qpos, qvel)."""
 
     ARGS: dict[str, Arg] = {}
 
@@ -119,9 +119,6 @@ class Term:
         self.qpos, self.qvel, self.xpos, self.xmat = data.qpos, data.qvel, data.xpos, data.xmat
 
     def start(self, command: np.ndarray) -> None:
-        pass
-
-    def before_step(self) -> None:
         pass
 
 
@@ -153,11 +150,13 @@ class ForwardVelocity(Term):
     def start(self, command):
         self._before = float(self._array[self._index])
 
-    def before_step(self):
-        self._before = float(self._array[self._index])
-
     def value(self, command, dt, terminated):
-        return (float(self._array[self._index]) - self._before) / dt
+        # The next step differences from the position read here, not from data after the env refreshes
+        # body positions for its observation: Gymnasium's envs never refresh them between steps.
+        now = float(self._array[self._index])
+        velocity = (now - self._before) / dt
+        self._before = now
+        return velocity
 
 
 class TrackVelocity(ForwardVelocity):
