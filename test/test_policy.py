@@ -232,3 +232,21 @@ def test_core_policy_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_all_finite_equals_the_plain_isfinite_check():
+    """Policy.step's finiteness test (x . 0 == 0) against its reference, np.isfinite(x).all(): every
+    mix of NaN, +-inf, the float32 extremes, subnormals and ordinary values, one or many of each."""
+    from liquid_control.core.policy import all_finite
+
+    rng = np.random.default_rng(0)
+    f32 = np.finfo(np.float32)
+    specials = np.array([np.nan, np.inf, -np.inf, f32.max, -f32.max, f32.tiny, f32.smallest_subnormal, 0.0, -0.0],
+                        np.float32)
+    for n in (1, 4, 17, 64):
+        zeros = np.zeros(n, np.float32)
+        for _ in range(300):
+            x = rng.normal(0, 10.0 ** rng.integers(-3, 30), n).astype(np.float32)
+            k = rng.integers(0, n + 1)
+            x[rng.choice(n, k, replace=False)] = rng.choice(specials, k)
+            assert all_finite(x, zeros) == bool(np.isfinite(x).all()), x

@@ -136,10 +136,19 @@ class CommandPipeline:
                 x = (x - base) * f + base
             # [lo, hi]: the command bounds, narrowed by the rate limit to prev -+ rate * dt (never empty while
             # prev lies within the bounds; a safe value beyond what +-scale reaches snaps to the nearest bound).
+            # (Comparisons rather than min()/max(): a builtin call per bound costs more than the arithmetic.)
             lo, hi = lower, upper
             if rate is not None:
-                lo, hi = max(prev - rate * dt, lower), min(prev + rate * dt, upper)
-            out.append(min(max(x, lo), hi))
+                step = rate * dt
+                if prev - step > lo:
+                    lo = prev - step
+                if prev + step < hi:
+                    hi = prev + step
+            if x < lo:  # a NaN x passes both tests, for the check below to refuse
+                x = lo
+            if x > hi:
+                x = hi
+            out.append(x)
         if not all(map(math.isfinite, out)):  # e.g. inf - inf or inf * 0 in the ramp: refuse it
             return self.safe(), False
         self._last_good = values = tuple(out)
