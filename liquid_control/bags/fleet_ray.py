@@ -1,0 +1,116 @@
+"""Fleet replay on Ray: each bag a Ray task running bags.fleet.replay_row, rows yielded as tasks finish.
+
+The only module that imports ray (the `dist` extra). The job (policy artifact, spec, options) goes into Ray's
+object store once; the bags are paths, so on a cluster every node must see them (and have liquid_control
+installed) at the same paths. At most `in_flight` tasks are submitted at a time, so thousands of bags do not
+all sit in the scheduler at once. A task that Ray itself loses (a worker process or node that died, after
+Ray's retries) is that bag's row with the error, like a bag whose replay failed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from liquid_control.bags.fleet import FleetJob, FleetRow, one_line, replay_row
+from liquid_control.core.errors import LiquidControlError
+
+ADDRESS_HELP = "empty: start a local Ray instance; auto: the running local cluster; ray://HOST:PORT or HOST:PORT: join that cluster"
+PROBE_TIMEOUT_S = 5.0  # a cluster address that does not answer a TCP connect in this long is unreachable
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("ray", "grpc"):
+            raise
+        raise LiquidControlError(f"--ray needs the Python module '{exc.name}', which is not installed here "
+                                 "(pip install 'liquid_control[dist]')") from None
+    return ray
+
+
+def parse_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a cluster address to check before joining; None for '' (local) and 'auto'."""
+    if address in ("", "auto"):
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LiquidControlError(f"--ray {address!r} is not a Ray address ({ADDRESS_HELP}; to start a local "
+                                 "instance, put --ray after the bags)")
+    return host.strip("[]"), int(port)
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    """A one-line error now for an address nobody listens on (Ray itself retries for minutes)."""
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise LiquidControlError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def ray_session(address: str, workers: int | None = None) -> Iterator[Any]:
+    """Ray, started or joined for the block and shut down after it: address '' starts a local instance
+    with `workers` CPUs (default: this machine's), 'auto' / 'ray://host:port' / 'host:port' join a cluster."""
+    ray = import_ray()
+    target = parse_address(address)
+    if target is not None:
+        _probe(address, *target)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report sent from a replay
+    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address == "":
+        kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False)
+    else:
+        kwargs["address"] = address
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray's connection warnings: the error below says it in one line
+            ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise LiquidControlError(f"cannot join Ray at {address or 'a new local instance'}: {one_line(exc)}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _lost(exc: BaseException) -> str:
+    """A task that Ray lost, as one line (a RayTaskError's text is a whole traceback)."""
+    cause = getattr(exc, "cause", None)
+    return one_line(cause if isinstance(cause, BaseException) else exc).split(" Traceback ")[0]
+
+
+def iter_ray_rows(bags: Sequence[str | Path], job: FleetJob, in_flight: int | None = None) -> Iterator[FleetRow]:
+    """Rows of `bags` replayed as Ray tasks on the Ray this process is connected to, in the order they finish,
+    each naming its bag by absolute path. `in_flight`: tasks submitted at a time (default: twice the
+    cluster's CPUs)."""
+    ray = import_ray()
+    if in_flight is None:
+        in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    task = ray.remote(num_cpus=1)(replay_row)
+    job_ref = ray.put(job)
+    todo = (str(Path(b).absolute()) for b in bags)  # the workers' folder is not necessarily this process's
+    pending: dict[Any, str] = {}
+
+    def submit() -> None:
+        for bag in todo:
+            pending[task.remote(bag, job_ref)] = bag
+            if len(pending) >= in_flight:
+                return
+
+    submit()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            bag = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - Ray lost the task: that bag's row
+                row = FleetRow.failed(bag, f"ray: {_lost(exc)}", len(job.actions))
+            yield row
+        submit()
