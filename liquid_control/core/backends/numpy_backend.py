@@ -393,8 +393,8 @@ class NumpyBackend:
         x = self.x
         _sub(obs, self.mean, x)
         _mul(x, self.inv_std, x)
-        _minimum(x, self.hi, x)  # clip to [lo, hi]: two ufuncs (out positional) cost less than np.clip
-        _maximum(x, self.lo, x)
+        _minimum(x, self.hi, out=x)  # clip to [lo, hi]: two ufuncs cost less than np.clip
+        _maximum(x, self.lo, out=x)
 
     def _compile_cfc(self) -> Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The whole CfC step as one closure over preallocated buffers."""
@@ -410,8 +410,8 @@ class NumpyBackend:
         def step(obs: np.ndarray, dt: float, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sub(obs, mean, x)
             mul(x, inv_std, x)
-            minimum(x, hi, x)
-            maximum(x, lo, x)
+            minimum(x, hi, out=x)
+            maximum(x, lo, out=x)
             dt0[()] = dt
             if need_neg:
                 ndt[()] = dt * neg_scale  # -dt in model time units
