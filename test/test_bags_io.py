@@ -345,7 +345,7 @@ def _joint_states(ts):
 
 
 def test_fast_joint_state_decoder_gives_what_rosbags_gives():
-    from liquid_control.bags.joint_state_cdr import joint_state_decoder
+    from liquid_control.bags.codecs import joint_state_decoder
 
     ts = distro_typestore()
     fast = joint_state_decoder(ts, ts)

@@ -391,8 +391,8 @@ def test_demonstrations_on_header_time_are_unmoved_by_the_sensor_clock_offset(tm
 def test_command_serializer_writes_cdr_that_decodes_back_to_the_vector(msg_type, names):
     # the replayed commands in an output bag, for every command type a spec can name
     from liquid_control.bags.io import decode_cdr, distro_typestore
-    from liquid_control.bags.replay_outputs import CommandSerializer
-    from liquid_control.core.command import decode_command
+    from liquid_control.bags.codecs import CommandSerializer
+    from liquid_control.core.command_types import decode_command
 
     action = dataclasses.replace(SPEC.action, msg_type=msg_type, names=names, scale=(1.0,) * 3, lower=(-9.0,) * 3,
                                  upper=(9.0,) * 3, safe=(0.0,) * 3, rate_limit=None)

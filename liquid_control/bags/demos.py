@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from liquid_control.bags.io import BagError, BagReader, ReadStats
-from liquid_control.bags.replay import ReplayOptions, command_vector, recorded_name
+from liquid_control.bags.codecs import command_vector
+from liquid_control.bags.replay import ReplayOptions, recorded_name
 from liquid_control.bags.timebase import HeaderClock, in_time_order
 from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.spec import RobotSpec

@@ -114,7 +114,8 @@ class BagReader:
             self.close()
             raise
         self.stats.notes += notes
-        from liquid_control.bags.joint_state_cdr import JOINT_STATE, joint_state_decoder
+        from liquid_control.bags.codecs import joint_state_decoder
+        from liquid_control.core.spec import JOINT_STATE
 
         fast = joint_state_decoder(self.typestore, distro_typestore(None))
         self._fast = {JOINT_STATE: fast} if fast is not None else {}

@@ -43,13 +43,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from liquid_control.bags.codecs import command_vector
 from liquid_control.bags.io import BagError, BagReader, check_max_gap, normalize_topic
 from liquid_control.bags.replay_outputs import BagSink, CsvSink, PlotSink, ReplayTick, hidden_state
 from liquid_control.bags.replay_results import ErrorStats, ReplayResult, TopicTiming
 from liquid_control.bags.timebase import TIME_BASES, HeaderClock, header_clock_notes, in_time_order
 from liquid_control.core.command import CommandPipeline
 from liquid_control.core.control import SAFE_FAULT, SAFE_STOP, STEPPED, ControlLaw, EStop, StepPolicy
-from liquid_control.core.errors import SpecError
 from liquid_control.core.observation import Fault, ObservationAssembler
 from liquid_control.core.schedule import Schedule
 from liquid_control.core.spec import JOINT_STATE, RobotSpec
@@ -104,19 +104,6 @@ def default_max_gap(spec: RobotSpec) -> float:
     rather than a damaged timestamp or a clock jump: 100 sensor timeouts, at least 10 s (a robot paused
     for longer than that is better replayed in pieces with --start-offset / --duration)."""
     return max(10.0, 100.0 * spec.safety.sensor_timeout)
-
-
-# --------------------------------------------------------------------------------------------------
-# Recorded commands in, replayed commands out
-# --------------------------------------------------------------------------------------------------
-def command_vector(msg: Any, spec: RobotSpec) -> np.ndarray | None:
-    """A recorded command message -> vector in spec.action.names order (None if it does not fit)."""
-    from liquid_control.core.command import decode_command  # duck-typed: works on rosbags messages too
-
-    try:
-        return decode_command(msg, spec.action)
-    except (SpecError, AttributeError, TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------------------------------

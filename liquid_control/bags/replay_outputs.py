@@ -1,5 +1,5 @@
-"""What a replay writes, tick by tick: a CSV, a plot, a bag of the replayed commands (sinks), and the
-command serializer those bags need. Each sink receives every ReplayTick and streams; close(ok) finishes
+"""What a replay writes, tick by tick: a CSV, a plot, a bag of the replayed commands (sinks; the bag's
+command messages come from bags/codecs.py). Each sink receives every ReplayTick and streams; close(ok) finishes
 the file (renamed into place) or drops it."""
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from liquid_control.bags.io import BAG_COMMAND_QOS, BagError, BagReader, BagWriter, RawMessage, ensure_types
+from liquid_control.bags.codecs import CommandSerializer
+from liquid_control.bags.io import BAG_COMMAND_QOS, BagReader, BagWriter, RawMessage
 from liquid_control.core.control import STEPPED
 from liquid_control.core.observation import Fault
 from liquid_control.core.outputs import AtomicFile
-from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, RobotSpec
+from liquid_control.core.spec import RobotSpec
 
 
 def hidden_state(policy: Any) -> np.ndarray | None:
@@ -24,41 +25,6 @@ def hidden_state(policy: Any) -> np.ndarray | None:
         if isinstance(h, np.ndarray):
             return h.reshape(-1)
     return None
-
-
-class CommandSerializer:
-    """Command vector -> serialized CDR bytes of the spec's command type, with rosbags' typestore (for
-    writing bags; the node's live counterpart, building rclpy messages, is ros.messages.CommandEncoder)."""
-
-    def __init__(self, spec: RobotSpec, typestore: Any):
-        self.ts, self.msgtype, self.names = typestore, spec.action.msg_type, list(spec.action.names)
-        ensure_types(typestore, [self.msgtype])
-        T = typestore.types
-        if self.msgtype == FLOAT64_ARRAY:
-            self._layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
-            self._cls = T[FLOAT64_ARRAY]
-        elif self.msgtype == JOINT_STATE:
-            self._cls, self._hdr, self._time = T[JOINT_STATE], T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
-        elif self.msgtype == TWIST:
-            self._cls, self._vec = T[TWIST], T["geometry_msgs/msg/Vector3"]
-        else:  # pragma: no cover - the spec parser refuses other types
-            raise BagError(f"cannot encode command type {self.msgtype}")
-
-    def serialize(self, command: np.ndarray, stamp_ns: int) -> bytes:
-        c = np.array(command, dtype=np.float64)
-        if self.msgtype == FLOAT64_ARRAY:
-            msg = self._cls(layout=self._layout, data=c)
-        elif self.msgtype == JOINT_STATE:
-            hdr = self._hdr(stamp=self._time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="")
-            empty = np.zeros(0)
-            msg = self._cls(header=hdr, name=self.names, position=empty, velocity=empty, effort=c)
-        else:
-            axes = {"linear": [0.0] * 3, "angular": [0.0] * 3}
-            for name, v in zip(self.names, c.tolist()):
-                group, axis = name.split(".")
-                axes[group]["xyz".index(axis)] = v
-            msg = self._cls(linear=self._vec(*axes["linear"]), angular=self._vec(*axes["angular"]))
-        return bytes(self.ts.serialize_cdr(msg, self.msgtype))
 
 
 @dataclass

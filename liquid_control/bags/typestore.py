@@ -139,7 +139,7 @@ def decode_cdr(typestore: Typestore, data: bytes | memoryview, msgtype: str,
 
     Accepts the trailing bytes that rmw implementations leave (the encapsulation's 0-3 alignment
     bytes, plus up to 4 per empty sequence from rmw_fastrtps' worst-case sizing); rejects more.
-    `fast`: a decoder for this type that gives the same result or None (joint_state_cdr.py).
+    `fast`: a decoder for this type that gives the same result or None (bags/codecs.py).
     """
     if fast is not None and (done := fast(data)) is not None:
         msg, trailing = done

@@ -33,9 +33,11 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 
+from liquid_control.core.cdr import Float64ArrayCdr
+from liquid_control.core.command_types import decode_command
 from liquid_control.core.errors import LiquidControlError, SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, load_spec
-from liquid_control.ros.messages import Float64ArrayCdr, decode_command, message_class
+from liquid_control.ros.messages import message_class
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_SUB_QOS
 from liquid_control.ros.sim_lockstep import LockstepLoop

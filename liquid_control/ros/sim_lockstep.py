@@ -14,7 +14,7 @@ from typing import Any
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from liquid_control.ros.messages import ClockCdr
+from liquid_control.core.cdr import ClockCdr
 from liquid_control.ros.qos import CLOCK_QOS
 
 PREROLL_WAIT_S = 0.02  # wall wait per pre-roll tick, before the controller's first command
@@ -52,7 +52,7 @@ class LockstepLoop:
         from rosgraph_msgs.msg import Clock
 
         self.bridge = bridge
-        self._clock_cdr = ClockCdr()  # published as bytes: see liquid_control.ros.messages
+        self._clock_cdr = ClockCdr()  # published as bytes: see liquid_control.core.cdr
         self.clock_pub = bridge.create_publisher(Clock, "/clock", CLOCK_QOS)
         self._waiter = SubscriptionWaiter(bridge, bridge.command_sub)
         self._last_spin = 0.0

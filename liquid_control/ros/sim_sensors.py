@@ -12,8 +12,9 @@ from typing import Any, Iterator
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
 
+from liquid_control.core.cdr import JointStateCdr
 from liquid_control.core.spec import IMU, JOINT_STATE, POINT_STAMPED, RobotSpec
-from liquid_control.ros.messages import JointStateCdr, message_class, set_stamp
+from liquid_control.ros.messages import message_class, set_stamp
 from liquid_control.ros.qos import SENSOR_PUB_QOS
 
 

@@ -66,7 +66,7 @@ from liquid_control.ros import diagnostics as diag
 from liquid_control.ros.controller.params import NODE_NAME, PARAMS, STRUCTURAL, Settings, check_param, resolve
 from liquid_control.ros.controller.sim_clock import SimClockTicker, clock_ns, time_source_subscription
 from liquid_control.ros.controller.step_debug import StepDebug
-from liquid_control.ros.messages import CommandEncoder, JointStateCdr, message_class
+from liquid_control.ros.messages import CommandEncoder, decode_joint_state, message_class
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
@@ -218,7 +218,7 @@ class LiquidController(LifecycleNode):
             # types, and bytes that do not parse, go through rclpy.
             raw = self.assembler.msg_types[topic] == JOINT_STATE
             if raw:
-                callback = _from_bytes(JointStateCdr.decode, cls, callback, self._undecodable(topic))
+                callback = _from_bytes(decode_joint_state, cls, callback, self._undecodable(topic))
             sub = self.create_subscription(cls, topic, callback, SENSOR_QOS, raw=raw)
             self._subs.append(sub)
             self._takes.append((sub.handle, sub.msg_type, sub.raw, callback))
