@@ -366,3 +366,13 @@ def test_info_robot_prints_the_terms():
     out = subprocess.run([sys.executable, "-m", "liquid_control.cli", "info"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "give a policy artifact (MODEL) or --robot NAME" in out.stderr
+
+
+def test_info_robot_names_a_python_task(tmp_path):
+    data = cartpole_with()
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = subprocess.run([sys.executable, "-m", "liquid_control.cli", "info", "--robot", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "none (Python: Zero reward, no termination, uniform reset noise" in out.stdout

@@ -30,7 +30,10 @@ from liquid_control.sim.terms import Term, TermSpec, bind, parse_task
 
 
 class Task:
-    """Base: bound to one (model, data) at construction; names are resolved once, errors name what is missing."""
+    """Zero reward, no termination, uniform reset noise (the `none` task; the base of Python tasks).
+
+    Bound to one (model, data) at construction; names are resolved once, errors name what is missing.
+    """
 
     name = "none"
 
