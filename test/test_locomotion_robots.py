@@ -19,7 +19,7 @@ from liquid_control.sim.observe import ObsReader
 
 @pytest.fixture(autouse=True)
 def _mujoco_log_in_tmp(tmp_path, monkeypatch):
-    """MuJoCo appends its warning about half_cheetah.xml's (Gymnasium's) settotalmass to ./MUJOCO_LOG.TXT."""
+    """MuJoCo appends its warning about Gymnasium's half_cheetah.xml (settotalmass) to ./MUJOCO_LOG.TXT."""
     monkeypatch.chdir(tmp_path)
 
 
@@ -57,6 +57,24 @@ def test_trajectories_match_gymnasium_v5(robot, theirs, steps, reset_at):
     assert episodes > 1 and total_a == total_b
     if robot == "hopper":  # the termination terms and the velocity clip were exercised, not idle
         assert terminations > 5 and clipped > 0
+
+
+@pytest.mark.parametrize("robot, theirs", [("hopper", "Hopper-v5"), ("half_cheetah", "HalfCheetah-v5")])
+def test_the_compiled_model_is_gymnasiums(robot, theirs):
+    """Every MjModel array (all physics parameters) equals Gymnasium's, bit for bit; only names may differ
+    (hopper.xml names its actuators; half_cheetah.xml spells out the inertials settotalmass computed)."""
+    ours, ref = SpecEnv(robot).model, gym.make(theirs).unwrapped.model
+    compared = 0
+    for attr in dir(ref):
+        value = getattr(ref, attr, None)
+        if attr.startswith(("_", "name")) or not isinstance(value, np.ndarray):
+            continue
+        np.testing.assert_array_equal(getattr(ours, attr), value, err_msg=attr)
+        compared += 1
+    assert compared > 100
+    for struct in ("opt", "stat"):
+        for key in (k for k in dir(getattr(ref, struct)) if not k.startswith("_")):
+            np.testing.assert_array_equal(getattr(getattr(ours, struct), key), getattr(getattr(ref, struct), key))
 
 
 @pytest.mark.parametrize("robot", ["hopper", "half_cheetah"])
