@@ -368,6 +368,19 @@ def test_info_robot_prints_the_terms():
     assert out.returncode == 2 and "give a policy artifact (MODEL) or --robot NAME" in out.stderr
 
 
+def test_info_robot_shows_observation_clips():
+    out = subprocess.run([sys.executable, "-m", "liquid_control.cli", "info", "--robot", "hopper"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "4  JointState.position[foot_joint]\n" in out.stdout
+    assert "5  JointState.velocity[rootx]  clip [-10, 10]" in out.stdout
+
+
+def test_term_lists_take_no_task_options():
+    with pytest.raises(SpecError, match="sim.task_options: options of a named task"):
+        task_terms({"reward": [{"term": "alive"}], "task_options": {"joint": "hinge"}})
+
+
 def test_info_robot_names_a_python_task(tmp_path):
     data = cartpole_with()
     path = tmp_path / "plain.yaml"

@@ -92,7 +92,12 @@ def describe_robot(robot: str) -> list[tuple[str, str]]:
     rows = [("robot", f"{spec.name} ({spec.source}), layout hash {spec.hash}"),
             ("rate", f"{spec.rate_hz:g} Hz"),
             ("sizes", f"{spec.obs_size} observations -> {spec.action_size} actions")]
-    rows += [("observation" if i == 0 else "", f"{i:3d}  {label}") for i, label in enumerate(spec.obs_labels())]
+    lines = []
+    for e in spec.observation:
+        for k, label in enumerate(e.labels()):
+            j = k % len(e.names)  # sincos gives two labels per name
+            lines.append(label + (f"  clip [{e.clip[0][j]:g}, {e.clip[1][j]:g}]" if e.clip else ""))
+    rows += [("observation" if i == 0 else "", f"{i:3d}  {line}") for i, line in enumerate(lines)]
     a = spec.action
     rows += [("action" if i == 0 else "", f"{i:3d}  {name}  scale {s:g}, limits [{lo:g}, {hi:g}]")
              for i, (name, s, lo, hi) in enumerate(zip(a.names, a.scale, a.lower, a.upper))]

@@ -149,6 +149,8 @@ def task_terms(sim: dict[str, Any], task: str | None = None,
         if terms is not None:
             if name is not None:
                 raise SpecError(f"sim: give either task {name!r} or reward/termination/reset terms, not both")
+            if sim.get("task_options") or options:
+                raise SpecError("sim.task_options: options of a named task; term lists take arguments per term")
             return terms
     name = name or "none"
     options = options if options is not None else (sim.get("task_options") or {})
