@@ -12,8 +12,9 @@ from liquid_control.bags.io import decode_cdr, distro_typestore
 from liquid_control.core.cdr import ClockCdr, Float64ArrayCdr, JointStateCdr, read_joint_state, tuple_floats
 from liquid_control.core.command_types import COMMAND_LAYOUTS, command_fields, decode_command
 from liquid_control.core.errors import SpecError
+from liquid_control.core.observation import ObservationAssembler
 from liquid_control.core.spec import COMMAND_TYPES, FLOAT64_ARRAY, JOINT_STATE, TWIST, load_spec
-from liquid_control.ros.messages import CommandEncoder, decode_joint_state, message_class, set_stamp
+from liquid_control.ros.messages import CommandEncoder, decode_joint_state, header_stamp_ns, message_class, set_stamp
 
 SPEC = load_spec("cartpole")
 NAMES = {FLOAT64_ARRAY: ("a", "b", "c"), JOINT_STATE: ("a", "b", "c"), TWIST: ("linear.x", "angular.z", "linear.y")}
@@ -219,11 +220,28 @@ def test_joint_state_cdr_both_ways_agrees_with_rclpy_and_rosbags(names, frame_id
                          velocity=[0.25] * sizes[1], effort=effort.tolist()[:sizes[2]] + [-2.0] * (sizes[2] - len(names)))
         ref.header.frame_id = frame_id
         set_stamp(ref.header.stamp, STAMP_NS)
-        view = decode_joint_state(serialize_message(ref))
-        assert view.name == tuple(names) and view.header.frame_id == frame_id
-        assert (view.header.stamp.sec, view.header.stamp.nanosec) == (12, 345_678_901)
-        assert (list(view.position), list(view.velocity), list(view.effort)) == \
+        fields = decode_joint_state(serialize_message(ref))
+        assert fields.name == names and fields.frame_id == frame_id
+        assert (fields.sec, fields.nanosec) == (12, 345_678_901) and header_stamp_ns(fields) == header_stamp_ns(ref)
+        assert (list(fields.position), list(fields.velocity), list(fields.effort)) == \
             (list(ref.position), list(ref.velocity), list(ref.effort))
     assert decode_joint_state(b"\x00\x00\x00\x00" + data[4:]) is None  # big endian: rclpy's business
     assert decode_joint_state(data[:20]) is None  # truncated
     assert read_joint_state(data, tuple_floats).trailing == 0
+
+
+def test_the_assembler_reads_decoded_joint_state_fields_as_it_reads_the_rclpy_message():
+    from sensor_msgs.msg import JointState
+
+    spec = load_spec("cartpole")
+    topic = spec.observation[0].topic
+    joints = sorted({n for e in spec.observation if e.msg_type == JOINT_STATE for n in e.names})
+    for names in (joints, joints[::-1] + ["other"], joints[:1]):  # any order, extra joints, one missing
+        ref = JointState(name=names, position=[0.5 + i for i in range(len(names))],
+                         velocity=[-1.0 - i for i in range(len(names))], effort=[0.0] * len(names))
+        set_stamp(ref.header.stamp, STAMP_NS)
+        by_fields, by_message = ObservationAssembler(spec), ObservationAssembler(spec)
+        errors = (by_fields.update(topic, decode_joint_state(serialize_message(ref)), 1.0),
+                  by_message.update(topic, ref, 1.0))
+        assert errors[0] == errors[1] and (errors[0] is None) == (len(names) > 1)
+        assert by_fields.assemble(1.0)[0].tolist() == by_message.assemble(1.0)[0].tolist()

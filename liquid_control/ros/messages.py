@@ -7,8 +7,8 @@ serialises on publish, so reuse is safe), or, where core/cdr.py packs the type d
 The inverse, a command message -> vector, is core.command_types.decode_command (the bag side uses it too).
 
 The CDR fast paths (core/cdr.py) and their rclpy fallbacks, chosen by the callers:
-  JointState sensors   read_joint_state on a raw subscription's bytes; rclpy's deserialize_message for
-                       bytes it does not read (the controller node)
+  JointState sensors   read_joint_state on a raw subscription's bytes, its fields handed on as they are;
+                       rclpy's deserialize_message for bytes it does not read (the controller node)
   Float64MultiArray    Float64ArrayCdr: the node's commands out, the sim bridge's commands in
   JointState, Clock    JointStateCdr, ClockCdr: the sim bridge's sensors and /clock out
 test/test_messages.py checks each fast path against rclpy's bytes.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from liquid_control.core.cdr import Float64ArrayCdr, read_joint_state, tuple_floats
+from liquid_control.core.cdr import Float64ArrayCdr, JointStateFields, read_joint_state, tuple_floats
 from liquid_control.core.command_types import command_layout, field_owner, get_field
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, ActionSpec
@@ -54,39 +54,19 @@ def set_stamp(stamp: Any, ns: int) -> None:
     stamp.sec, stamp.nanosec = divmod(ns, 1_000_000_000)
 
 
-class JointStateView:
-    """A JointState's fields as read_joint_state reads them (tuples of names and floats), under the message's
-    attribute names: what the observation assembler and the controller read of a sensor message."""
-
-    __slots__ = ("header", "name", "position", "velocity", "effort")
-
-    def __init__(self, sec: int, nanosec: int, frame_id: str, name: tuple[str, ...], position: tuple[float, ...],
-                 velocity: tuple[float, ...], effort: tuple[float, ...]):
-        self.header = _Header(_Stamp(sec, nanosec), frame_id)
-        self.name, self.position, self.velocity, self.effort = name, position, velocity, effort
+def decode_joint_state(data: bytes) -> JointStateFields | None:
+    """A serialized JointState's fields (core.cdr's reader, the one bag replay uses too; the observation
+    assembler reads them by the message's field names), or None if the bytes are not plain little-endian
+    CDR or do not parse (then ask rclpy)."""
+    return read_joint_state(data, tuple_floats)
 
 
-class _Stamp:
-    __slots__ = ("sec", "nanosec")
-
-    def __init__(self, sec: int, nanosec: int):
-        self.sec, self.nanosec = sec, nanosec
-
-
-class _Header:
-    __slots__ = ("stamp", "frame_id")
-
-    def __init__(self, stamp: _Stamp, frame_id: str):
-        self.stamp, self.frame_id = stamp, frame_id
-
-
-def decode_joint_state(data: bytes) -> JointStateView | None:
-    """A serialized JointState's fields (core.cdr's reader, the one bag replay uses too), or None if the bytes
-    are not plain little-endian CDR or do not parse (then ask rclpy)."""
-    f = read_joint_state(data, tuple_floats)
-    if f is None:
-        return None
-    return JointStateView(f.sec, f.nanosec, f.frame_id, tuple(f.name), f.position, f.velocity, f.effort)
+def header_stamp_ns(msg: Any) -> int:
+    """header.stamp in nanoseconds, of an rclpy message or of the fields decode_joint_state gives."""
+    if type(msg) is JointStateFields:
+        return msg.sec * 1_000_000_000 + msg.nanosec
+    stamp = msg.header.stamp
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class CommandEncoder:

@@ -66,7 +66,7 @@ from liquid_control.ros import diagnostics as diag
 from liquid_control.ros.controller.params import NODE_NAME, PARAMS, STRUCTURAL, Settings, check_param, resolve
 from liquid_control.ros.controller.sim_clock import SimClockTicker, clock_ns, time_source_subscription
 from liquid_control.ros.controller.step_debug import StepDebug
-from liquid_control.ros.messages import CommandEncoder, decode_joint_state, message_class
+from liquid_control.ros.messages import CommandEncoder, decode_joint_state, header_stamp_ns, message_class
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
@@ -322,8 +322,7 @@ class LiquidController(LifecycleNode):
             with lock:
                 error = update(topic, msg, now())
             if stamped:
-                stamp = msg.header.stamp
-                self._sensor_header_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+                self._sensor_header_ns = header_stamp_ns(msg)
             if error is not None:
                 log.error(f"bad message on {topic}: {error}", throttle_duration_sec=1.0)
 
