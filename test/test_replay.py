@@ -489,3 +489,58 @@ def test_joint_states_naming_other_joints_are_named_as_the_cause(model, tmp_path
                                        r"joint_states messages name joints \['cart', 'pole'\]; the spec needs "
                                        r"\['slider', 'hinge'\]\)"):
         replay(other.path, policy(model), SPEC)
+
+
+def test_an_estop_topic_in_the_bag_holds_the_replayed_controller(tmp_path):
+    """std_msgs/Bool on /estop (or --estop-topic): engaged ticks give the spec's safe value and count as
+    faulted; --estop-required holds until the first false; a heartbeat timeout holds through silence."""
+    from liquid_control.bags.io import BAG_COMMAND_QOS, BagWriter, distro_typestore
+    from liquid_control.core.control import SAFE_STOP, STEPPED
+    from liquid_control.core.policy import Policy
+    from liquid_control.core.resources import default_policy_path
+    from liquid_control.core.spec import load_spec
+
+    spec = load_spec("cartpole")
+    ts = distro_typestore("kilted")
+    T = ts.types
+    path = tmp_path / "estop"
+    with BagWriter(path, typestore=ts) as bag:
+        bag.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_COMMAND_QOS,))
+        bag.add_topic("/estop", "std_msgs/msg/Bool", qos=(BAG_COMMAND_QOS,))
+        for k in range(100):  # 1 s at 100 Hz; e-stop messages (engaged 0.4..0.6 s) only in the first 0.8 s
+            t = 1_000_000_000 + k * 10_000_000
+            if k < 80:
+                bag.write_msg("/estop", t, T["std_msgs/msg/Bool"](data=40 <= k < 60))
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            bag.write_msg("/joint_states", t, T["sensor_msgs/msg/JointState"](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=["slider", "hinge"],
+                position=np.array([0.01, 0.02]), velocity=np.zeros(2), effort=np.zeros(0)))
+
+    class Rows:
+        def __init__(self):
+            self.rows = []
+
+        def tick(self, k):
+            self.rows.append((round(k.t, 6), k.status, k.command[0]))
+
+        def close(self, ok):
+            pass
+
+    def run(**options):
+        sink = Rows()
+        result = replay(path, Policy.load(default_policy_path("cartpole"), spec=spec), spec,
+                        options=ReplayOptions(**options), sinks=[sink])
+        return result, sink.rows
+
+    result, rows = run()
+    stopped = [t for t, status, _ in rows if status == SAFE_STOP]
+    assert stopped == [0.4, 0.44, 0.48, 0.52, 0.56]  # ticks every 40 ms; engaged from 0.40 to before 0.60
+    assert all(c == 0.0 for _, s, c in rows if s == SAFE_STOP) and result.faulted_ticks == 5
+    assert any("e-stop: /estop (80 messages)" in n for n in result.notes)
+    assert run(estop_topic="/other")[0].faulted_ticks == 0  # another topic: not an e-stop
+    _, rows = run(estop_timeout=0.05)  # the source stops at 0.79 s: silent from 0.84 s on
+    assert [t for t, s, _ in rows if s == SAFE_STOP] == stopped + [0.84, 0.88, 0.92, 0.96]
+    with pytest.raises(BagError, match="e-stop timeout"):
+        run(estop_timeout=float("nan"))
+    _, rows = run(estop_required=True)  # engaged until the first message (false at t = 0) is applied
+    assert rows[0][1] == STEPPED

@@ -121,6 +121,8 @@ def replay(bag_path: str | Path, policy: StepPolicy, spec: RobotSpec, *, options
         raise BagError(f"ticks must be one of {TICK_SOURCES}, got {options.ticks!r}")
     if options.max_gap is not None:
         check_max_gap(options.max_gap)
+    if not (options.estop_timeout >= 0.0 and math.isfinite(options.estop_timeout)):
+        raise BagError(f"e-stop timeout must be a finite number of seconds >= 0, got {options.estop_timeout:g}")
     wall0 = time.perf_counter()
     result = ReplayResult()
     with BagReader(bag_path, distro=options.distro, recover=options.recover) as bag:
@@ -145,7 +147,7 @@ def replay(bag_path: str | Path, policy: StepPolicy, spec: RobotSpec, *, options
                 result.notes.append(f"recorded {ct.name} has type {ct.msgtype}, not the spec's {spec.action.msg_type}: "
                                     "no comparison")
         estop_topic = None
-        if (et := bag.topic(recorded_as(options.estop_topic))) is not None:
+        if (et := bag.topic(recorded_as(options.estop_topic or "/estop"))) is not None:
             if et.msgtype == BOOL:
                 estop_topic = et.name
                 result.notes.append(f"e-stop: {et.name} ({et.count} messages) holds the replayed controller "

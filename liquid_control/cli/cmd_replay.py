@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reorder-window", type=float, default=0.5, metavar="S",
                    help="with --time-base header: how far out of stamp order messages may arrive (s)")
     p.add_argument("--rate", type=float, metavar="HZ", help="tick rate (default: the spec's rate_hz)")
+    p.add_argument("--estop-topic", default="/estop", metavar="T",
+                   help="std_msgs/Bool e-stop topic in the bag, honoured as the node honours it (default /estop)")
+    p.add_argument("--estop-required", action="store_true",
+                   help="start with the e-stop engaged until an e-stop message says false (the node's estop_required)")
+    p.add_argument("--estop-timeout", type=float, default=0.0, metavar="S",
+                   help="the e-stop source is a heartbeat: silence longer than S s of bag time holds the robot "
+                        "(the node's estop_timeout; default 0: none)")
     add_read_checks(p, "reading", "100 x the spec's sensor_timeout, at least 10 s")
     p.add_argument("--distro", help="ROS distro whose message definitions decode topics the bag has none for "
                                     "(humble, jazzy, kilted, ...; default: the bag's, else kilted)")
@@ -103,7 +110,8 @@ def replay_options(args: argparse.Namespace):
     return ReplayOptions(start_offset=args.start_offset, duration=args.duration, remap=parse_remaps(args.remap),
                          time_base=args.time_base, ticks=args.ticks, reorder_window=args.reorder_window,
                          recover=args.recover, allow_partial=args.allow_partial, max_gap=args.max_gap,
-                         distro=args.distro)
+                         distro=args.distro, estop_topic=args.estop_topic, estop_required=args.estop_required,
+                         estop_timeout=args.estop_timeout)
 
 
 def run(args: argparse.Namespace) -> int:
