@@ -20,6 +20,8 @@ from liquid_control.bags.fleet import FleetJob, FleetRow, one_line, replay_row
 from liquid_control.core.errors import LiquidControlError
 
 ADDRESS_HELP = "empty: start a local Ray instance; auto: the running local cluster; ray://HOST:PORT or HOST:PORT: join that cluster"
+# Ray clusters authenticate by token by default: a driver joining by address needs the cluster's setting
+AUTH_HINT = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here)"
 PROBE_TIMEOUT_S = 5.0  # a cluster address that does not answer a TCP connect in this long is unreachable
 
 
@@ -57,11 +59,11 @@ def _probe(address: str, host: str, port: int) -> None:
 def ray_session(address: str, workers: int | None = None) -> Iterator[Any]:
     """Ray, started or joined for the block and shut down after it: address '' starts a local instance
     with `workers` CPUs (default: this machine's), 'auto' / 'ray://host:port' / 'host:port' join a cluster."""
-    ray = import_ray()
     target = parse_address(address)
     if target is not None:
         _probe(address, *target)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report sent from a replay
+    ray = import_ray()
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address == "":
         kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False)
@@ -72,7 +74,8 @@ def ray_session(address: str, workers: int | None = None) -> Iterator[Any]:
             warnings.simplefilter("ignore")  # Ray's connection warnings: the error below says it in one line
             ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise LiquidControlError(f"cannot join Ray at {address or 'a new local instance'}: {one_line(exc)}") from None
+        hint = "" if target is None else AUTH_HINT
+        raise LiquidControlError(f"cannot join Ray at {address or 'a new local instance'}: {one_line(exc)}{hint}") from None
     try:
         yield ray
     finally:
