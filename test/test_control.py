@@ -276,14 +276,47 @@ def test_estop_required_holds_until_a_message_says_false():
 
 def test_estop_heartbeat_silence_holds_and_hearing_it_again_releases():
     e = EStop(timeout=0.5)
+    assert e.heard is False and e.silent is False and e.engaged is False
     reason, note = e.check(0.0)
-    assert reason == "e-stop source not heard yet (estop_timeout 0.5 s)" and "until the e-stop source is heard" in note
+    assert reason == "e-stop source not heard yet (estop_timeout 0.5 s)"
+    assert note == "estop_timeout: safe command until the e-stop source is heard"
     assert e.check(0.1) == (reason, None)  # logged once
     e.message(False, 1.0)
     reason, note = e.check(1.4)
     assert reason is None and note == "e-stop source heard: within estop_timeout again"
     assert e.check(1.5) == (None, None)  # at the timeout: not yet silent
     reason, note = e.check(1.6)
-    assert reason == "e-stop source silent for 0.60 s (estop_timeout 0.5 s)" and "silent for 0.60 s" in note
+    assert reason == "e-stop source silent for 0.60 s (estop_timeout 0.5 s)"
+    assert note == "e-stop source silent for 0.60 s (estop_timeout 0.5 s): safe command until it is heard again"
     e.message(False, 1.7)
     assert e.check(1.8)[0] is None
+
+
+def test_a_heartbeat_heard_in_time_logs_nothing():
+    e = EStop(timeout=0.5)
+    e.message(False, 0.0)
+    assert e.check(0.1) == (None, None) and e.check(0.5) == (None, None)
+
+
+@pytest.mark.parametrize("kind", ["stop", "fault", "policy error", "non-finite"])
+def test_every_safe_tick_reports_its_flags_exactly(kind):
+    """fresh: the tick began from a zeroed state; restarted: rule 1 applied; resumed: never on a safe tick."""
+    c, p = law()
+    step(c, p, 0.5)
+
+    def bad(dt):
+        if kind == "stop":
+            return c.update(1.0, dt, OBS, None, "e-stop engaged")
+        if kind == "fault":
+            return c.update(1.0, dt, OBS, STALE_FAULT, None)
+        return step(c, p, StepError("x") if kind == "policy error" else math.nan, dt=dt)
+
+    t = bad(PERIOD)  # from a state that had stepped
+    assert (t.fresh, t.restarted, t.resumed) == (False, False, False)
+    assert t.fresh is False and t.restarted is False and t.resumed is False
+    t = bad(1.0)  # a gap: restarted, and the state is zeroed before the tick
+    assert t.fresh is True and t.restarted is True and t.resumed is False
+    t = step(c, p, 0.5)
+    assert t.fresh is True and t.resumed is True and t.restarted is False
+    t = step(c, p, 0.5)
+    assert t.fresh is False and t.resumed is False and t.restarted is False

@@ -135,7 +135,7 @@ class ControlLaw:
             self.pipeline.restart()
         self._safe = self._restart_soft_start = False
         step_dt = self.period if fresh else dt
-        np.copyto(self.obs, obs, casting="unsafe")  # a value beyond float32's range becomes inf: refused below
+        np.copyto(self.obs, obs)  # float64 -> float32: a value beyond float32's range becomes inf, refused below
         try:
             action = self.policy.step(self.obs, step_dt)
         except StepError as exc:
