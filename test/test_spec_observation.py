@@ -307,3 +307,26 @@ def test_reset_forgets_values_and_stamps():
     asm.reset()
     obs, fault = asm.assemble(0.0)
     assert obs.tolist() == [0.0, 0.0, 0.0, 0.0] and fault.kind == "missing"
+
+
+def test_clip_bounds_raw_values_before_offset_and_scale_on_both_sides():
+    """`clip` (Hopper-v5's +-10 on joint velocities): the assembler bounds the raw value as the env does,
+    so a policy sees the same numbers on the robot as in training. Hand-computed values."""
+    spec = parse_spec({
+        "robot": "t", "rate_hz": 100,
+        "observation": [
+            {"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "velocity", "joints": ["a", "b"],
+             "clip": {"low": -10, "high": 10}, "scale": 0.5, "offset": 1.0},
+            {"topic": "imu", "type": "sensor_msgs/msg/Imu", "field": "angular_velocity", "axes": ["x", "y"],
+             "clip": {"low": [-1.0, -2.0], "high": [1.0, 2.0]}},
+        ],
+        "action": {"topic": "cmd", "type": "std_msgs/msg/Float64MultiArray", "names": ["a"]},
+    })
+    asm = ObservationAssembler(spec)
+    assert asm.update("js", joint_state(["b", "a"], [0.0, 0.0], [-25.0, 15.0]), 0.0) is None
+    imu = Imu()
+    imu.angular_velocity.x, imu.angular_velocity.y = -3.0, 1.5
+    assert asm.update("imu", imu, 0.0) is None
+    np.testing.assert_array_equal(asm.assemble(0.0)[0], [(10 - 1) * 0.5, (-10 - 1) * 0.5, -1.0, 1.5])
+    assert asm.update("js", joint_state(["a", "b"], [0.0, 0.0], [3.0, -4.0]), 0.0) is None  # inside: untouched
+    np.testing.assert_array_equal(asm.assemble(0.0)[0][:2], [(3 - 1) * 0.5, (-4 - 1) * 0.5])

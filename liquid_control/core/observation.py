@@ -49,6 +49,7 @@ class _Block:
         self.attr_path = entry.field.split(".")
         self.index = np.asarray([int(n) for n in entry.names]) if entry.msg_type == FLOAT64_ARRAY else None
         self.sincos = entry.encode == SINCOS
+        self.clip = entry.clip  # (low, high) per name, on the raw value (a saturating sensor), or None
         # JointState name order can change between publishers; cache the lookup per name tuple.
         self._joint_index: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -75,6 +76,8 @@ class _Block:
             if not all(map(isfinite, raw)):
                 bad = e.names[next(k for k, v in enumerate(raw) if not isfinite(v))]
                 raise _BadMessage(f"non-finite value in {e.msg_type.split('/')[-1]}.{e.field}[{bad}]")
+            if self.clip is not None:
+                raw = [min(max(r, lo), hi) for r, lo, hi in zip(raw, *self.clip)]
             if self.sincos:
                 angles = [(r - o) * s for r, o, s in zip(raw, e.offset, e.scale)]
                 out[:] = [cos(a) for a in angles] + [sin(a) for a in angles]
@@ -96,6 +99,8 @@ class _Block:
         if not np.isfinite(raw).all():
             bad = e.names[int(np.argmin(np.isfinite(raw)))]
             raise _BadMessage(f"non-finite value in {e.msg_type.split('/')[-1]}.{e.field}[{bad}]")
+        if self.clip is not None:
+            raw = np.clip(raw, *self.clip)
         np.subtract(raw, self.offset, out=out)
         out *= self.scale
 
