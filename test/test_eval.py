@@ -66,3 +66,33 @@ def test_shipped_cartpole_imu_policy_meets_its_documented_return(tmp_path):
     res = json.loads(out.read_text())
     assert res["model"] == str(default_policy_path("cartpole_imu"))
     assert res["mean"] >= 950 and res["success_rate"] >= 0.9
+
+
+def test_node_safety_wraps_the_policy_in_the_control_law():
+    """NodeSafety: the node's soft start (0.5 s for cartpole) fades the first commands in, hand-computed; then
+    the policy's own action passes unchanged (within the limits)."""
+    import numpy as np
+
+    from liquid_control.core.spec import load_spec
+    from liquid_control.learning.evaluate import NodeSafety
+
+    class Full:
+        def reset(self):
+            pass
+
+        def step(self, obs, dt):
+            return np.array([0.5], np.float32)
+
+    safe = NodeSafety(Full(), load_spec("cartpole"), 0.04)
+    safe.reset()
+    obs = np.zeros(4)
+    got = [float(safe.step(obs, 0.04)[0]) for _ in range(15)]
+    # command = 0.5 * 3 * min(1, k * 0.04 / 0.5), as an action: / 3
+    assert got == pytest.approx([0.5 * min(1.0, k * 0.04 / 0.5) for k in range(1, 16)], abs=1e-12)
+
+
+def test_shipped_cartpole_policy_balances_under_the_node_safety(tmp_path):
+    out = tmp_path / "e.json"
+    assert main(["eval", "--robot", "cartpole", "--episodes", "3", "--node-safety", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["node_safety"] is True and res["mean"] >= 950, res

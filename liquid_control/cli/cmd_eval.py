@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timestep", type=float, default=None,
                    help="MuJoCo timestep override (e.g. 0.002 so jittered periods are resolved finely)")
     p.add_argument("--backend", default="numpy", help="runtime backend: numpy or onnxruntime")
+    p.add_argument("--node-safety", action="store_true",
+                   help="run the policy through the controller node's control law (soft start, rate limit, limits)")
     p.add_argument("--json", type=Path, default=None, help="write the summary as JSON here")
     p.add_argument("--video", type=Path, default=None, help="record the first episodes to this .mp4 / .gif")
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from liquid_control.core.policy import Policy
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
-    from liquid_control.learning.evaluate import run_episodes
+    from liquid_control.learning.evaluate import NodeSafety, run_episodes
     from liquid_control.learning.envs import env_id
 
     if args.episodes <= 0:
@@ -44,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.robot)
     check_paths({"--json": args.json, "--video": args.video}, {"MODEL": model, "--robot": spec.source})
     policy = Policy.load(model, backend=args.backend, spec=spec)
+    if args.node_safety:
+        policy = NodeSafety(policy, spec, 1.0 / (spec.rate_hz * args.rate_scale))
     res = run_episodes(policy, args.robot, episodes=args.episodes, seed=args.seed, dt_jitter=args.dt_jitter,
                        rate_scale=args.rate_scale, video=args.video,
                        env_kwargs={"timestep": args.timestep} if args.timestep else None)
-    res.update(model=str(model), backend=args.backend, timestep=args.timestep)
+    res.update(model=str(model), backend=args.backend, timestep=args.timestep, node_safety=args.node_safety)
     print(f"{args.robot}: return {res['mean']:.1f} ± {res['std']:.1f} over {args.episodes} episodes "
           f"(min {res['min']:.1f}, max {res['max']:.1f}), success {100 * res['success_rate']:.0f}% "
           f"(return >= {res['success_threshold']:g}); dt {res['dt_min']:.4f}..{res['dt_max']:.4f} s"

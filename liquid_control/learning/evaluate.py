@@ -18,6 +18,30 @@ from liquid_control.core.control import StepPolicy
 from liquid_control.learning.envs import make_env, nominal_dt, success_return
 
 
+class NodeSafety:
+    """A policy wrapped in the controller node's control law (core.control.ControlLaw, the spec's soft start,
+    rate limit and limits): `eval --node-safety` sees what the robot would get, not the raw policy. Steps
+    return the node's command as an action (command / scale), which the env scales back."""
+
+    def __init__(self, policy: StepPolicy, spec: Any, period: float):
+        from liquid_control.core.command import CommandPipeline
+        from liquid_control.core.control import ControlLaw
+
+        s = spec.safety
+        self.law = ControlLaw(policy, CommandPipeline(spec.action, s.soft_start, s.safe_behaviour), period,
+                              s.sensor_timeout, spec.obs_size)
+        self.scale = np.asarray(spec.action.scale, np.float64)
+        self.t = 0.0
+
+    def reset(self) -> None:
+        self.law.reset()
+        self.t = 0.0
+
+    def step(self, obs: np.ndarray, dt: float) -> np.ndarray:
+        self.t += dt
+        return self.law.update(self.t, dt, obs, None).command / self.scale
+
+
 def run_episodes(policy: StepPolicy, robot: str, *, episodes: int = 20, seed: int = 0, dt_jitter: float = 0.0,
                  rate_scale: float = 1.0, video: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
                  max_video_frames: int = 1500) -> dict[str, Any]:
