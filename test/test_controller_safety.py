@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from controller_fixtures import COMMAND_TOPIC, Streamer, diag_values, make_artifact, parse_debug
 from ros_helpers import (REPO, NodeProcess, Probe, change_state, console_script, lifecycle_state, ros_params,
@@ -226,3 +227,35 @@ def test_sim_bridge_accepts_ints_for_double_parameters(tmp_path):
     with NodeProcess(argv, name="sim_bridge", log_dir=tmp_path) as node:
         assert node.wait_exit(60.0) == 0, node.tail()
         assert "Traceback" not in node.output()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_ends_on_the_spec_safe_value_even_under_hold(tmp_path, sig):
+    """Ctrl-C (SIGINT) or a supervisor's SIGTERM: the node stops its loop and publishes the spec's safe value
+    before its context goes down (the README promises it), also under safe_behaviour hold, then exits 0."""
+    import signal
+
+    from std_msgs.msg import Float64MultiArray
+
+    model = make_artifact(tmp_path / "m.onnx", seed=3)
+    params = write_params(tmp_path, model, """    rate_hz: 50
+    safe_behaviour: hold
+    autostart: true
+""")
+    argv = console_script("liquid-control", "run", "--params", str(params))
+    with Probe("signal_probe") as probe, NodeProcess(argv, name="controller", log_dir=tmp_path) as node:
+        cmds = probe.collect(Float64MultiArray, COMMAND_TOPIC)
+        stream = Streamer(probe)
+        stream.set("good")
+        try:
+            node.wait_for_output(r"active: commanding", 30.0)
+            probe.wait_for(lambda: len(cmds) >= 20 and abs(cmds.last().data[0]) > 1e-6, 15.0,
+                           "non-zero commands from the policy", node)
+            node.proc.send_signal(getattr(signal, sig))
+            assert node.wait_exit(15.0) == 0, node.tail()
+        finally:
+            stream.close()
+        probe.wait_for(lambda: list(cmds.last().data) == SAFE, 5.0, f"the safe value after {sig}")  # (exited)
+        n = len(cmds)
+        time.sleep(0.3)
+        assert len(cmds) == n  # and nothing after it
