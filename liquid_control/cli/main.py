@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "play": "republish a rosbag2 bag on ROS 2 topics",
     "record": "record a robot's spec topics to a rosbag2 bag",
     "train-bc": "behaviour cloning of a liquid policy from bags",
+    "sweep": "train over a grid of settings x seeds (in this process or on Ray): a table and the best policy",
     "bench": "benchmarks: step, loop, sim, replay, train",
 }
 
