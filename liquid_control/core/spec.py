@@ -41,6 +41,9 @@ OBS_FIELDS: dict[str, dict[str, tuple[str, ...] | None]] = {
     FLOAT64_ARRAY: {"data": None},  # names are element indices
 }
 COMMAND_TYPES = (FLOAT64_ARRAY, JOINT_STATE, TWIST)
+# ros2_control's command interfaces a joint command can name; MuJoCo's <motor>, <position> (PD to the target,
+# kp / kv) and <velocity> (velocity servo, kv) actuators apply them in simulation.
+INTERFACES = ("position", "velocity", "effort")
 TWIST_AXES = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 
 _TYPE_ALIASES = {t.replace("/msg/", "/"): t for t in OBS_FIELDS}
@@ -119,13 +122,20 @@ class ActionSpec:
     upper: tuple[float, ...]
     rate_limit: tuple[float, ...] | None  # max change per second, per actuator; None = unlimited
     safe: tuple[float, ...]
+    # The ros2_control command interface the command drives (INTERFACES); None: whatever the model's
+    # actuators take (an MJCF's actuators, a URDF's <ros2_control> block).
+    interface: str | None = None
 
     @property
     def size(self) -> int:
         return len(self.names)
 
     def layout(self) -> dict[str, Any]:
-        return {"type": self.msg_type, "names": list(self.names), "scale": list(self.scale)}
+        """`interface` only when set, so the layouts (and hashes) of specs without one are unchanged."""
+        out = {"type": self.msg_type, "names": list(self.names), "scale": list(self.scale)}
+        if self.interface is not None:
+            out["interface"] = self.interface
+        return out
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,7 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
             if e.get(key) != a.get(key):
                 return f"observation[{i}].{key} is {a.get(key)!r}, expected {e.get(key)!r}"
     ea, aa = expected.get("action", {}), actual.get("action", {})
-    for key in ("type", "names", "scale"):
+    for key in ("type", "names", "scale", "interface"):
         if ea.get(key) != aa.get(key):
             return f"action.{key} is {aa.get(key)!r}, expected {ea.get(key)!r}"
     return None
@@ -197,10 +207,10 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
 _TOP_KEYS = ("robot", "rate_hz", "observation", "action", "safety", "sim")
 _OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "clip", "sim")
 _OBS_SIM_KEYS = ("sensor", "site", "body")
-_ACTION_KEYS = ("topic", "type", "names", "scale", "limits", "rate_limit", "safe")
+_ACTION_KEYS = ("topic", "type", "names", "interface", "scale", "limits", "rate_limit", "safe")
 _SAFETY_KEYS = ("sensor_timeout", "soft_start", "safe_behaviour")
 # What the simulator reads (sim/, ros/sim_bridge.py); a robot without a sim needs none of it.
-_SIM_KEYS = {"mjcf": checks.text, "task": checks.text, "task_options": None, "camera": checks.text,
+_SIM_KEYS = {"mjcf": checks.text, "urdf": checks.text, "task": checks.text, "task_options": None, "camera": checks.text,
              "push_body": checks.text, "imu_frame": checks.text, "world_frame": checks.text,
              "max_episode_steps": lambda v, w: int(checks.number(v, w, low=1, high=1e9)),
              "success_return": checks.number,
@@ -208,7 +218,10 @@ _SIM_KEYS = {"mjcf": checks.text, "task": checks.text, "task_options": None, "ca
              "sensor_rate_hz": lambda v, w: checks.number(v, w, low=0.0, high=1e5, low_open=True),
              "actuators": checks.names,
              # Task terms (liquid_control/sim/terms.py checks each term and its arguments).
-             "reset": None, "reward": None, "termination": None}
+             "reset": None, "reward": None, "termination": None,
+             # What a URDF lacks (liquid_control/sim/urdf.py checks each).
+             "mesh_dirs": checks.names, "drives": None, "imu": None, "sites": None, "goals": None,
+             "floor": None, "floating": None, "physics": None}
 
 
 def _parse_obs(i: int, raw: Any) -> ObsEntry:
@@ -270,12 +283,22 @@ def _parse_clip(raw: Any, n: int, where: str) -> tuple[tuple[float, ...], tuple[
 
 
 def _parse_action(raw: Any) -> ActionSpec:
-    raw = checks.mapping(raw, "action", _ACTION_KEYS, required=("topic", "type", "names"))
-    topic = checks.topic(raw["topic"], "action.topic")
-    msg_type = _canonical_type(checks.text(raw["type"], "action.type"))
+    raw = checks.mapping(raw, "action", _ACTION_KEYS, required=("names",))
+    interface = raw.get("interface")
+    if interface is not None and interface not in INTERFACES:
+        raise SpecError(f"action.interface: unknown interface {interface!r}; choose one of {list(INTERFACES)}")
+    for key in ("topic", "type"):
+        if key not in raw and interface is None:
+            raise SpecError(f"action: missing key {key!r} (or give 'interface' for ros2_control's "
+                            "<interface>_controller/commands, a Float64MultiArray)")
+    # The defaults are what ros2_control's forward_command_controller named after the interface takes.
+    topic = checks.topic(raw.get("topic", f"{interface}_controller/commands"), "action.topic")
+    msg_type = _canonical_type(checks.text(raw.get("type", FLOAT64_ARRAY), "action.type"))
     if msg_type not in COMMAND_TYPES:
         raise SpecError(f"action: unsupported command type {msg_type!r}; supported: {list(COMMAND_TYPES)}")
     names = checks.names(raw["names"], "action.names")
+    if interface is not None and msg_type != FLOAT64_ARRAY:
+        raise SpecError(f"action.interface: joint commands through an interface are {FLOAT64_ARRAY}, not {msg_type}")
     if msg_type == TWIST and any(n not in TWIST_AXES for n in names):
         raise SpecError(f"action: Twist commands name axes from {list(TWIST_AXES)}, got {list(names)}")
     n = len(names)
@@ -291,7 +314,7 @@ def _parse_action(raw: Any) -> ActionSpec:
     if any(not (lo <= s <= hi) for s, lo, hi in zip(safe, lower, upper)):
         raise SpecError(f"action.safe {safe} lies outside the limits")
     return ActionSpec(topic=topic, msg_type=msg_type, names=names, scale=scale, lower=lower,
-                      upper=upper, rate_limit=rate_limit, safe=safe)
+                      upper=upper, rate_limit=rate_limit, safe=safe, interface=interface)
 
 
 def _parse_safety(raw: Any) -> Safety:
@@ -311,6 +334,14 @@ def _parse_sim(raw: Any) -> dict[str, Any]:
     for key, check in _SIM_KEYS.items():
         if key in raw and check is not None:
             check(raw[key], f"sim.{key}")
+    if "mjcf" in raw and "urdf" in raw:
+        raise SpecError("sim: give mjcf or urdf, not both")
+    for key in ("floor", "floating"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise SpecError(f"sim.{key}: expected true or false, got {raw[key]!r}")
+    for key in ("drives", "imu", "sites", "goals", "physics"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise SpecError(f"sim.{key}: expected a mapping, got {raw[key]!r}")
     if "task_options" in raw and not isinstance(raw["task_options"], dict):
         raise SpecError(f"sim.task_options: expected a mapping, got {raw['task_options']!r}")
     for key in ("reset", "reward", "termination"):

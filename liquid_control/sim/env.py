@@ -1,10 +1,15 @@
-"""A Gymnasium env built from a robot's MJCF and its interface spec (config/robots/<robot>.yaml).
+"""A Gymnasium env built from a robot's MJCF or URDF and its interface spec (config/robots/<robot>.yaml).
+
+- Model: `sim: {mjcf: F}` compiles as it is; `sim: {urdf: F}` is compiled and completed from the spec
+  (actuators per joint, sensors, goals, floor, physics options: liquid_control.sim.urdf).
 
 - Observation: the spec's vector, read from MuJoCo state by name (liquid_control.sim.observe), with the
   spec's (raw - offset) * scale. The same reader feeds the sim bridge, so the env and the robot-side
   controller see the same numbers.
 - Action: a in [-1, 1]^n -> command through core.command.CommandPipeline, the controller node's pipeline
-  (scale, rate limit, limits; no soft start), written to data.ctrl of the actuators named in spec.action.names. A wrong-sized or non-finite action
+  (scale, rate limit, limits; no soft start), written to data.ctrl of the actuators named in spec.action.names,
+  which apply the spec's action.interface when it names one (position: PD to the target at the physics rate;
+  velocity: velocity servo; effort: torque; liquid_control.sim.actuators). A wrong-sized or non-finite action
   is ignored (the last valid command is held, with a throttled warning), as a motor driver would: no NaN
   ever reaches MuJoCo.
 - Time: one step advances the control period (period / timestep substeps) unless a per-step dt was set
@@ -27,6 +32,7 @@ import numpy as np
 from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec, load_spec
+from liquid_control.sim.actuators import check_interface
 from liquid_control.sim.observe import ObsReader
 from liquid_control.sim.tasks import make_task
 
@@ -36,10 +42,11 @@ WARN_INTERVAL_S = 5.0  # at most one warning per this many seconds about ignored
 
 
 def resolve_mjcf(spec: RobotSpec, mjcf: str | Path | None = None) -> Path:
-    """The MJCF file for a spec: an explicit path, else spec.sim.mjcf next to the spec file or in <share>/sim."""
-    name = mjcf if mjcf is not None else spec.sim.get("mjcf")
+    """The model file for a spec: an explicit path, else spec.sim.mjcf (or sim.urdf) next to the spec file
+    or in <share>/sim."""
+    name = mjcf if mjcf is not None else spec.sim.get("mjcf", spec.sim.get("urdf"))
     if not name:
-        raise SpecError(f"robot {spec.name!r}: the spec has no sim.mjcf (the MuJoCo model to simulate)")
+        raise SpecError(f"robot {spec.name!r}: the spec has no sim.mjcf or sim.urdf (the model to simulate)")
     path = Path(name)
     if path.is_absolute() or mjcf is not None:
         return path
@@ -53,7 +60,8 @@ def resolve_mjcf(spec: RobotSpec, mjcf: str | Path | None = None) -> Path:
         if c.exists():
             return c
     looked = ", ".join(str(c.parent) for c in candidates)
-    raise SpecError(f"robot {spec.name!r}: MJCF {str(name)!r} not found (looked in {looked})")
+    kind = "URDF" if mjcf is None and "urdf" in spec.sim else "MJCF"
+    raise SpecError(f"robot {spec.name!r}: {kind} {str(name)!r} not found (looked in {looked})")
 
 
 def load_model(path: str | Path) -> mujoco.MjModel:
@@ -122,7 +130,12 @@ class SpecEnv(gym.Env):
         self.robot_spec = spec if isinstance(spec, RobotSpec) else load_spec(spec)
         rs = self.robot_spec
         self.mjcf_path = resolve_mjcf(rs, mjcf)
-        self.model = load_model(self.mjcf_path)
+        if mjcf is None and "urdf" in rs.sim:  # compiled by MuJoCo, completed from the spec
+            from liquid_control.sim.urdf import load_urdf_model
+
+            self.model = load_urdf_model(rs, self.mjcf_path)
+        else:
+            self.model = load_model(self.mjcf_path)
         if timestep is not None:  # other physics step than the MJCF's, e.g. for a faster control rate
             if not (math.isfinite(timestep) and timestep > 0):
                 raise SpecError(f"timestep must be a positive number of seconds, got {timestep}")
@@ -137,6 +150,7 @@ class SpecEnv(gym.Env):
 
         self.reader = ObsReader(self.model, self.data, rs)
         self._act_ids = actuator_ids(self.model, rs)
+        check_interface(self.model, self._act_ids, rs)
         self.task = make_task(rs.sim, self.model, self.data, dt=self.frame_skip * self.timestep,
                               task=task, options=task_options)
 
