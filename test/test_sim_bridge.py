@@ -18,7 +18,7 @@ from liquid_control.core.resources import share_dir
 from liquid_control.sim.env import SpecEnv
 from liquid_control.sim.observe import TopicReader
 
-ROBOTS = ["cartpole", "cartpole_novel", "cartpole_imu", "reacher"]
+ROBOTS = ["cartpole", "cartpole_novel", "cartpole_imu", "reacher", "arm3"]
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
