@@ -187,7 +187,8 @@ def _cli(*argv: str, hide: str | None = None) -> list[str]:
 
 MISTAKES = {  # argv with {fleet} / {tmp}, and what the one error line says
     "no-bags-match": (["replay", "{tmp}/nothing*", "--robot", "cartpole"], "no bags match"),
-    "missing-bag-among-several": (["replay", "{fleet}/bag00", "{tmp}/missing", "--robot", "cartpole"], "does not exist"),
+    "missing-bag-among-several": (["replay", "{fleet}/bag00", "{tmp}/missing", "--robot", "cartpole"],
+                                  "does not exist"),
     "folder-without-bags": (["replay", "{tmp}", "--robot", "cartpole", "--summary", "{tmp}/s.csv"], "holds no bags"),
     "unreachable-address": (["replay", "{fleet}", "--robot", "cartpole", "--ray", "127.0.0.1:1"],
                             "cannot reach a Ray cluster at 127.0.0.1:1"),

@@ -260,8 +260,9 @@ class FleetTotals:
 
     def line(self) -> str:
         wall = max(self.wall, 1e-9)
-        return (f"{self.bags - self.errors} of {self.bags} bags replayed, {self.errors} with errors, in {self.wall:.2f} s: "
-                f"{self.bags / wall:.2f} bags/s, {self.bag_seconds:.1f} s of bag ({self.bag_seconds / wall:.1f} bag-s per wall s)")
+        return (f"{self.bags - self.errors} of {self.bags} bags replayed, {self.errors} with errors, "
+                f"in {self.wall:.2f} s: {self.bags / wall:.2f} bags/s, {self.bag_seconds:.1f} s of bag "
+                f"({self.bag_seconds / wall:.1f} bag-s per wall s)")
 
 
 def run_table(rows: Iterable[FleetRow], total: int, actions: Sequence[str], *, writer: SummaryWriter | None = None,

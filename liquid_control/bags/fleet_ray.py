@@ -19,7 +19,8 @@ from typing import Any, Iterator, Sequence
 from liquid_control.bags.fleet import FleetJob, FleetRow, one_line, replay_row
 from liquid_control.core.errors import LiquidControlError
 
-ADDRESS_HELP = "empty: start a local Ray instance; auto: the running local cluster; ray://HOST:PORT or HOST:PORT: join that cluster"
+ADDRESS_HELP = ("empty: start a local Ray instance; auto: the running local cluster; ray://HOST:PORT or HOST:PORT: "
+                "join that cluster")
 # Ray clusters authenticate by token by default: a driver joining by address needs the cluster's setting
 AUTH_HINT = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here)"
 PROBE_TIMEOUT_S = 5.0  # a cluster address that does not answer a TCP connect in this long is unreachable
@@ -75,7 +76,8 @@ def ray_session(address: str, workers: int | None = None) -> Iterator[Any]:
             ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         hint = "" if target is None else AUTH_HINT
-        raise LiquidControlError(f"cannot join Ray at {address or 'a new local instance'}: {one_line(exc)}{hint}") from None
+        where = address or "a new local instance"
+        raise LiquidControlError(f"cannot join Ray at {where}: {one_line(exc)}{hint}") from None
     try:
         yield ray
     finally:

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from liquid_control.bags.fleet_ray import ADDRESS_HELP
 from liquid_control.bags.versions import VERSION_HELP
 from liquid_control.cli.bag_options import add_read_checks
 
@@ -67,8 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="stream one row per bag (ticks, steps, faulted ticks, RMSE and max |error| vs the "
                             "recorded commands per actuator, skips, error) to a .csv, .json or .jsonl file")
     fleet.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                       help="replay the bags as Ray tasks (pip extra [dist]); ADDRESS empty: start a local Ray "
-                            "instance, auto: the running local cluster, ray://HOST:PORT or HOST:PORT: join that cluster")
+                       help=f"replay the bags as Ray tasks (pip extra [dist]); ADDRESS {ADDRESS_HELP}")
     fleet.add_argument("--workers", type=int, metavar="N",
                        help="with --ray: CPUs of the local Ray instance (default: this machine's), or at most N "
                             "bags at once on a cluster")
@@ -177,12 +177,15 @@ def run_fleet(args: argparse.Namespace) -> int:
 
     for option, value in (("--out", args.out), ("--csv", args.csv), ("--plot", args.plot), ("--json", args.json)):
         if value is not None:
-            raise LiquidControlError(f"{option} writes one bag's outputs: give one bag, or --summary for a table of many")
+            raise LiquidControlError(f"{option} writes one bag's outputs: give one bag, or --summary for a table "
+                                     "of many")
     if args.workers is not None and (args.ray is None or args.workers < 1):
-        raise LiquidControlError("--workers needs --ray" if args.ray is None else f"--workers {args.workers} is not >= 1")
+        raise LiquidControlError("--workers needs --ray" if args.ray is None else
+                                 f"--workers {args.workers} is not >= 1")
     bags = expand_bags(args.bag)
     spec, model = resolve(args.model, args.robot)
-    check_paths({"--summary": args.summary}, {**{f"BAG {b}": b for b in bags}, "--model": model, "--robot": spec.source})
+    check_paths({"--summary": args.summary},
+                {**{f"BAG {b}": b for b in bags}, "--model": model, "--robot": spec.source})
     if args.summary is not None and not args.summary.parent.is_dir():
         raise LiquidControlError(f"cannot write {args.summary}: folder {args.summary.parent} does not exist")
     job = FleetJob(read_artifact(model), with_rate(spec, args.rate), args.backend, replay_options(args))
@@ -199,7 +202,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         print(f"replay of {len(bags)} bags with {model} ({spec.name}, {job.spec.rate_hz:g} Hz, {args.time_base} time) "
               f"{where}", flush=True)
         totals = run_table(rows, len(bags), job.actions, writer=writer,
-                           progress=not args.no_progress and sys.stderr.isatty(), echo=print if writer is None else None)
+                           progress=not args.no_progress and sys.stderr.isatty(),
+                           echo=print if writer is None else None)
     print(totals.line())
     if args.summary is not None:
         print(f"wrote summary: {args.summary}")
