@@ -99,11 +99,14 @@ def test_interface_is_in_the_layout_only_when_set():
     ({"names": ["swing"], "interface": "position", "type": "sensor_msgs/msg/JointState"}, {},
      "action.interface: joint commands through an interface are std_msgs/msg/Float64MultiArray"),
     ({"names": ["swing"], "interface": "effort"}, {"mjcf": "x.xml"}, "sim: give mjcf or urdf, not both"),
+    ({"names": ["swing"], "interface": "effort"}, {"urdf": None, "mjcf": "x.xml"},
+     "sim.physics: completes a URDF (sim.urdf); an MJCF says it in its own XML"),
     ({"names": ["swing"], "interface": "effort"}, {"floor": "yes"}, "sim.floor: expected true or false"),
     ({"names": ["swing"], "interface": "effort"}, {"drives": ["swing"]}, "sim.drives: expected a mapping"),
 ])
 def test_spec_mistakes(action, sim, message):
     data = pendulum_spec(**sim)
+    data["sim"] = {k: v for k, v in data["sim"].items() if v is not None}
     data["action"] = action
     with pytest.raises(SpecError) as err:
         parse_spec(data)

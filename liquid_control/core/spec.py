@@ -336,6 +336,9 @@ def _parse_sim(raw: Any) -> dict[str, Any]:
             check(raw[key], f"sim.{key}")
     if "mjcf" in raw and "urdf" in raw:
         raise SpecError("sim: give mjcf or urdf, not both")
+    urdf_only = [k for k in ("mesh_dirs", "drives", "imu", "sites", "goals", "floor", "floating", "physics") if k in raw]
+    if urdf_only and "urdf" not in raw:
+        raise SpecError(f"sim.{urdf_only[0]}: completes a URDF (sim.urdf); an MJCF says it in its own XML")
     for key in ("floor", "floating"):
         if key in raw and not isinstance(raw[key], bool):
             raise SpecError(f"sim.{key}: expected true or false, got {raw[key]!r}")
