@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -128,7 +129,8 @@ def ray_local():
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a new instance even where a cluster started by `ray start` runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -159,6 +161,53 @@ def test_cli_fleet_on_a_local_ray_instance(fleet, model, local_rows, tmp_path):
     for row in local_rows:
         want = {k: "" if v is None else str(v) for k, v in zip(header, record(row))}
         assert got[row.bag] == dict(want, wall_s=None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_fleet_joins_a_cluster_through_the_ray_client(fleet, model, local_rows, tmp_path):
+    """A cluster started apart (`ray start --head`, as on a head node), joined by ray://HOST:PORT: the Ray
+    client path (grpcio, the dist extra's [client]) and the cluster's token authentication. Its own temp
+    folder keeps its address out of /tmp/ray, where any `ray.init()` on this machine would find and join it."""
+    import shutil
+    import signal
+    import tempfile
+
+    gcs, client = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="lcray")  # short: Ray's socket paths live below it
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={gcs}",
+                             f"--ray-client-server-port={client}", "--num-cpus=2", "--include-dashboard=false",
+                             f"--temp-dir={temp}", "--block"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        argv = ["replay", str(fleet), "--model", str(model), "--ray", f"ray://127.0.0.1:{client}",
+                "--summary", str(tmp_path / "s.jsonl")]
+        deadline = time.monotonic() + 60
+        while True:  # the client server listens a few seconds after the head starts
+            proc = subprocess.run(_cli(*argv), capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                  env={**env, "RAY_AUTH_MODE": "token"})
+            if "cannot reach" not in proc.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert proc.returncode == 1 and f"on Ray (ray://127.0.0.1:{client}, 2 CPUs)" in proc.stdout, proc.stderr
+        rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+        want = {r.bag: dict(zip(columns(SPEC.action.names), record(r)), wall_s=None) for r in local_rows}
+        assert {r["bag"]: dict(r, wall_s=None) for r in rows} == want
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the cluster's processes on SIGTERM
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_cli_several_bags_in_process_print_a_row_each(fleet, model, capsys):
