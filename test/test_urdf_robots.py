@@ -304,3 +304,33 @@ def test_a_bad_urdf_is_one_line(tmp_path):
     (tmp_path / "pendulum.urdf").unlink()
     with pytest.raises(SpecError, match="URDF 'pendulum.urdf' not found"):
         SpecEnv(path)
+
+
+def test_a_joint_offering_several_interfaces_takes_the_first_unless_the_spec_picks(tmp_path):
+    block = ROS2_CONTROL.format(interface="velocity", low=-1.5, high=1.5).replace(
+        "<param name=\"kp\">", "<command_interface name=\"position\"/>\n      <param name=\"kp\">")
+    spec = pendulum_spec({"topic": "cmd", "type": "std_msgs/msg/Float64MultiArray"})
+    m = SpecEnv(make_robot(tmp_path, spec, ros2_control=block)).model
+    assert actuator_interface(m, 0) == "velocity"
+    np.testing.assert_array_equal(m.actuator_ctrlrange, [[-1.5, 1.5]])  # the block's min / max
+    m = SpecEnv(make_robot(tmp_path, pendulum_spec({"interface": "position"}), ros2_control=block)).model
+    assert actuator_interface(m, 0) == "position"
+    np.testing.assert_array_equal(m.actuator_ctrlrange, [[-2.0, 2.0]])  # no min / max: the URDF joint's range
+
+
+def test_position_on_a_continuous_joint_has_no_command_limits(tmp_path):
+    path = make_robot(tmp_path, pendulum_spec({"interface": "position"}, drives={"swing": {"kp": 10.0}}))
+    urdf = tmp_path / "pendulum.urdf"
+    urdf.write_text(urdf.read_text().replace('type="revolute"', 'type="continuous"'))
+    env = SpecEnv(path)
+    assert not env.model.actuator_ctrllimited[0] and not env.model.jnt_limited[0]
+    at_rest(env, 4.0)  # beyond pi: a continuous joint winds
+    mujoco.mj_forward(env.model, env.data)
+    assert env.data.qacc[0] == pytest.approx(min(10.0 * 4.0, 20.0) / INERTIA)
+
+
+def test_package_meshes_resolve_through_ros_package_path(tmp_path, monkeypatch):
+    _stl(tmp_path / "src" / "my_arm_description" / "meshes" / "base.stl")
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    monkeypatch.setenv("ROS_PACKAGE_PATH", str(tmp_path / "src"))
+    assert SpecEnv(make_robot(tmp_path, pendulum_spec(), base_visual=MESH.format(name="base.stl"))).model.nmesh == 1
