@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +164,41 @@ def test_a_failed_trial_on_ray_is_a_row(ray_local, tmp_path):
     rows = sorted(iter_ray_rows(trials), key=lambda r: r["trial"])
     assert [(r["trial"], r["seed"], r["status"]) for r in rows] == [(0, 0, "failed"), (1, 1, "failed")]
     assert all(r["error"] == "units must be a positive integer, got 0" for r in rows)
+
+
+def _pids_holding(path: Path) -> list[int]:
+    """The processes that have `path` open (from /proc)."""
+    pids = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                pids.append(int(fds.parent.name))
+        except OSError:  # a process that ended, or not ours
+            continue
+    return pids
+
+
+def test_a_trial_whose_worker_is_killed_resumes_when_ray_retries_it(ray_local, tmp_path):
+    from liquid_control.learning.sweep_ray import iter_ray_rows
+
+    steps = 4 * STEPS
+    trials = make_trials(PPOConfig(steps=steps), {}, [0], tmp_path)
+    metrics = trials[0].run_dir / "metrics.csv"
+    rows: list[dict] = []
+    runner = threading.Thread(target=lambda: rows.extend(iter_ray_rows(trials)))
+    runner.start()
+    deadline, killed = time.monotonic() + 120, []
+    while not killed and time.monotonic() < deadline:  # kill the worker once two updates are logged
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            killed = _pids_holding(metrics.resolve())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    runner.join(timeout=180)
+    assert len(killed) == 1 and not runner.is_alive()
+    assert [(r["status"], r["steps"], r["error"]) for r in rows] == [("ok", steps, "")]
+    # the retry resumed from the last checkpoint: every update logged once, none lost or repeated
+    assert [int(r["step"]) for r in _table(metrics)] == list(range(1024, steps + 1, 1024))
 
 
 def test_ray_is_not_imported_without_ray():
