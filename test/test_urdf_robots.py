@@ -204,10 +204,13 @@ def test_imu_at_a_link_reads_the_joint_rate(tmp_path):
     assert mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_SENSOR, "imu_accel") >= 0
 
 
-def test_floor_floating_base_and_sites(tmp_path):
-    spec = pendulum_spec(floor=True, floating=True, sites={"tip": {"link": "arm", "pos": [0.0, 0.0, 1.0]}})
+def test_floor_floating_base_sites_and_cameras(tmp_path):
+    spec = pendulum_spec(floor=True, floating=True, sites={"tip": {"link": "arm", "pos": [0.0, 0.0, 1.0]}},
+                         cameras={"side": {"pos": [0.0, -3.0, 1.0], "xyaxes": [1, 0, 0, 0, 0, 1]}})
     env = SpecEnv(make_robot(tmp_path, spec))
     m = env.model
+    np.testing.assert_allclose(m.cam("side").pos, [0.0, -3.0, 1.0])
+    np.testing.assert_allclose(m.cam("side").quat, [np.sqrt(0.5), np.sqrt(0.5), 0.0, 0.0], atol=1e-12)  # looks along +y
     assert m.joint("floating_base").type == mujoco.mjtJoint.mjJNT_FREE and m.nq == 8
     assert m.geom("floor").type == mujoco.mjtGeom.mjGEOM_PLANE
     mujoco.mj_forward(m, env.data)

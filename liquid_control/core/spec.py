@@ -221,7 +221,7 @@ _SIM_KEYS = {"mjcf": checks.text, "urdf": checks.text, "task": checks.text, "tas
              "reset": None, "reward": None, "termination": None,
              # What a URDF lacks (liquid_control/sim/urdf.py checks each).
              "mesh_dirs": checks.names, "drives": None, "imu": None, "sites": None, "goals": None,
-             "floor": None, "floating": None, "physics": None}
+             "cameras": None, "floor": None, "floating": None, "physics": None}
 
 
 def _parse_obs(i: int, raw: Any) -> ObsEntry:
@@ -336,13 +336,14 @@ def _parse_sim(raw: Any) -> dict[str, Any]:
             check(raw[key], f"sim.{key}")
     if "mjcf" in raw and "urdf" in raw:
         raise SpecError("sim: give mjcf or urdf, not both")
-    urdf_only = [k for k in ("mesh_dirs", "drives", "imu", "sites", "goals", "floor", "floating", "physics") if k in raw]
+    urdf_only = [k for k in ("mesh_dirs", "drives", "imu", "sites", "goals", "cameras", "floor", "floating", "physics")
+                 if k in raw]
     if urdf_only and "urdf" not in raw:
         raise SpecError(f"sim.{urdf_only[0]}: completes a URDF (sim.urdf); an MJCF says it in its own XML")
     for key in ("floor", "floating"):
         if key in raw and not isinstance(raw[key], bool):
             raise SpecError(f"sim.{key}: expected true or false, got {raw[key]!r}")
-    for key in ("drives", "imu", "sites", "goals", "physics"):
+    for key in ("drives", "imu", "sites", "goals", "cameras", "physics"):
         if key in raw and not isinstance(raw[key], dict):
             raise SpecError(f"sim.{key}: expected a mapping, got {raw[key]!r}")
     if "task_options" in raw and not isinstance(raw["task_options"], dict):

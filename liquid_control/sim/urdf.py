@@ -13,6 +13,7 @@ effort limits); `mujoco.MjSpec` then adds what a URDF lacks, each from the spec'
     sites:     {NAME: {link: L, pos: [x, y, z]}}  e.g. an end-effector point.
     goals:     {NAME: {pos: [x, y, z], axes: [x, z]}}  a massless-to-gravity body and site NAME that slide
                joints NAME_x, ... place (reset term goal_in_disc); nothing collides with it.
+    cameras:   {NAME: {pos: [x, y, z], xyaxes: [6 numbers]}}  fixed cameras for videos (sim.camera names one).
     floor:     true  a ground plane at z = 0.
     floating:  true  the root link gets a free joint (`floating_base`) instead of being fixed to the world.
     physics:   {timestep, integrator, gravity, iterations}  MuJoCo options (integrator default implicitfast,
@@ -212,6 +213,15 @@ def _add_sites(mjspec: mujoco.MjSpec, sim: dict[str, Any]) -> None:
         body.add_site(name=str(name), size=[0.02, 0.02, 0.02], rgba=[0.9, 0.2, 0.2, 1.0])
 
 
+def _add_cameras(mjspec: mujoco.MjSpec, cameras: dict[str, Any]) -> None:
+    for name, raw in cameras.items():
+        where = f"sim.cameras.{name}"
+        raw = checks.mapping(raw, where, ("pos", "xyaxes"), required=("pos", "xyaxes"))
+        camera = mjspec.worldbody.add_camera(name=str(name), pos=_vector(raw["pos"], f"{where}.pos"))
+        camera.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES
+        camera.alt.xyaxes[:] = _vector(raw["xyaxes"], f"{where}.xyaxes", n=6)
+
+
 def _set_physics(mjspec: mujoco.MjSpec, raw: dict[str, Any]) -> None:
     raw = checks.mapping(raw, "sim.physics", ("timestep", "integrator", "gravity", "iterations"))
     opt = mjspec.option
@@ -257,6 +267,7 @@ def build(spec: RobotSpec, path: str | Path) -> mujoco.MjSpec:
     for drive in drives(spec, root):
         add_actuator(mjspec, drive)
     _add_sites(mjspec, sim)
+    _add_cameras(mjspec, sim.get("cameras") or {})
     _set_physics(mjspec, sim.get("physics") or {})
     if sim.get("floating"):
         roots = [b for b in mjspec.worldbody.bodies]
