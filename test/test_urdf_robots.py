@@ -196,11 +196,15 @@ def test_imu_at_a_link_reads_the_joint_rate(tmp_path):
         {"topic": "imu", "type": "sensor_msgs/msg/Imu", "field": "angular_velocity", "axes": ["y"],
          "sim": {"sensor": "imu_gyro"}},
         {"topic": "imu", "type": "sensor_msgs/msg/Imu", "field": "orientation", "axes": ["y", "w"],
-         "sim": {"sensor": "imu_quat"}}]
+         "sim": {"sensor": "imu_quat"}},
+        {"topic": "up", "type": "std_msgs/msg/Float64MultiArray", "field": "data", "index": [0, 1, 2],
+         "sim": {"sensor": "imu_up"}}]
     env = SpecEnv(make_robot(tmp_path, spec))
     env.reset(options={"qpos": np.array([0.3]), "qvel": np.array([1.25])})
     obs = env.sim_state_observation()
-    np.testing.assert_allclose(obs, [0.3, 1.25, np.sin(0.15), np.cos(0.15)], atol=1e-12)
+    # Tilted 0.3 rad about y: the world's up axis, seen from the link, leans back by 0.3 rad.
+    np.testing.assert_allclose(obs, [0.3, 1.25, np.sin(0.15), np.cos(0.15), -np.sin(0.3), 0.0, np.cos(0.3)],
+                               atol=1e-12)
     assert mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_SENSOR, "imu_accel") >= 0
 
 

@@ -9,7 +9,9 @@ effort limits); `mujoco.MjSpec` then adds what a URDF lacks, each from the spec'
                <param>s, kp / kd <param>s of the joint), else the URDF's joint limits; the spec's
                action.interface for the joints it commands.
     imu:       {link: L, name: imu, pos: [x, y, z]}  a site and sensors <name>_gyro, <name>_accel,
-               <name>_quat (framequat) for sensor_msgs/Imu observations.
+               <name>_quat (framequat) for sensor_msgs/Imu observations, and <name>_up: the world's up axis
+               in the IMU frame (minus the projected gravity of legged-robot policies; a Float64MultiArray
+               observation reads it).
     sites:     {NAME: {link: L, pos: [x, y, z]}}  e.g. an end-effector point.
     goals:     {NAME: {pos: [x, y, z], axes: [x, z]}}  a massless-to-gravity body and site NAME that slide
                joints NAME_x, ... place (reset term goal_in_disc); nothing collides with it.
@@ -199,6 +201,8 @@ def _add_sites(mjspec: mujoco.MjSpec, sim: dict[str, Any]) -> None:
         for suffix, kind in (("gyro", mujoco.mjtSensor.mjSENS_GYRO), ("accel", mujoco.mjtSensor.mjSENS_ACCELEROMETER),
                              ("quat", mujoco.mjtSensor.mjSENS_FRAMEQUAT)):
             mjspec.add_sensor(name=f"{name}_{suffix}", type=kind, objtype=mujoco.mjtObj.mjOBJ_SITE, objname=name)
+        mjspec.add_sensor(name=f"{name}_up", type=mujoco.mjtSensor.mjSENS_FRAMEZAXIS, objtype=mujoco.mjtObj.mjOBJ_BODY,
+                          objname="world", reftype=mujoco.mjtObj.mjOBJ_SITE, refname=name)
     for name, raw in (sim.get("goals") or {}).items():
         where = f"sim.goals.{name}"
         raw = checks.mapping(raw, where, ("pos", "axes"), required=("axes",))
