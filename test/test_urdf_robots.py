@@ -341,3 +341,29 @@ def test_package_meshes_resolve_through_ros_package_path(tmp_path, monkeypatch):
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
     monkeypatch.setenv("ROS_PACKAGE_PATH", str(tmp_path / "src"))
     assert SpecEnv(make_robot(tmp_path, pendulum_spec(), base_visual=MESH.format(name="base.stl"))).model.nmesh == 1
+
+
+def test_sim_bridge_messages_of_a_urdf_imu_assemble_to_the_env_observation(tmp_path):
+    """test_sim_bridge's parity, for a URDF robot read through JointState and an Imu at a link."""
+    from liquid_control.core.observation import ObservationAssembler
+    from liquid_control.ros.sim_sensors import MessageFiller
+    from liquid_control.sim.observe import TopicReader
+
+    spec = pendulum_spec({"interface": "position"}, drives={"swing": {"kp": 50.0, "kd": 5.0}},
+                         imu={"link": "arm", "pos": [0.0, 0.0, 0.5]}, physics={"timestep": 0.002})  # with gravity
+    spec["observation"] += [
+        {"topic": "imu", "type": "sensor_msgs/msg/Imu", "field": field, "sim": {"sensor": f"imu_{sensor}"}}
+        for field, sensor in (("angular_velocity", "gyro"), ("linear_acceleration", "accel"), ("orientation", "quat"))]
+    env = SpecEnv(make_robot(tmp_path, spec))
+    env.reset(seed=2)
+    for action in (0.5, -0.3, 0.8):
+        env.step(np.array([action]))
+    assembler = ObservationAssembler(env.robot_spec)
+    for topic in env.robot_spec.topics:
+        filler = MessageFiller(TopicReader(env.model, env.data, env.robot_spec, topic), env.robot_spec)
+        assert assembler.update(topic, filler.fill(1_000), 1.0) is None
+    obs, fault = assembler.assemble(1.0)
+    assert fault is None
+    expected = env.sim_state_observation()
+    np.testing.assert_array_equal(obs, expected)
+    assert abs(expected[2]) > 0.1 and abs(expected[6]) > 1.0  # gyro y: the joint swings; accelerometer z: gravity
