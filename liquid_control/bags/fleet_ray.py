@@ -14,7 +14,7 @@ import socket
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from liquid_control.bags.fleet import FleetJob, FleetRow, one_line, replay_row
 from liquid_control.core.errors import LiquidControlError
@@ -90,21 +90,23 @@ def _lost(exc: BaseException) -> str:
     return one_line(cause if isinstance(cause, BaseException) else exc).split(" Traceback ")[0]
 
 
-def iter_ray_rows(bags: Sequence[str | Path], job: FleetJob, in_flight: int | None = None) -> Iterator[FleetRow]:
-    """Rows of `bags` replayed as Ray tasks on the Ray this process is connected to, in the order they finish,
-    each naming its bag by absolute path. `in_flight`: tasks submitted at a time (default: twice the
-    cluster's CPUs)."""
+def as_tasks(fn: Callable[..., Any], items: Iterable[Any], *args: Any,
+             in_flight: int | None = None) -> Iterator[tuple[Any, Any, str | None]]:
+    """fn(item, *args) for each item as a Ray task of one CPU, on the Ray this process is connected to:
+    (item, result, None) in the order the tasks finish, or (item, None, why) for a task that Ray lost. At
+    most `in_flight` tasks are submitted at a time (default: twice the cluster's CPUs); `args` go into Ray's
+    object store once."""
     ray = import_ray()
     if in_flight is None:
         in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-    task = ray.remote(num_cpus=1)(replay_row)
-    job_ref = ray.put(job)
-    todo = (str(Path(b).absolute()) for b in bags)  # the workers' folder is not necessarily this process's
-    pending: dict[Any, str] = {}
+    task = ray.remote(num_cpus=1)(fn)
+    refs = [ray.put(a) for a in args]
+    todo = iter(items)
+    pending: dict[Any, Any] = {}
 
     def submit() -> None:
-        for bag in todo:
-            pending[task.remote(bag, job_ref)] = bag
+        for item in todo:
+            pending[task.remote(item, *refs)] = item
             if len(pending) >= in_flight:
                 return
 
@@ -112,10 +114,18 @@ def iter_ray_rows(bags: Sequence[str | Path], job: FleetJob, in_flight: int | No
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            bag = pending.pop(ref)
+            item = pending.pop(ref)
             try:
-                row = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - Ray lost the task: that bag's row
-                row = FleetRow.failed(bag, f"ray: {_lost(exc)}", len(job.actions))
-            yield row
+                result, lost = ray.get(ref), None
+            except Exception as exc:  # noqa: BLE001 - Ray lost the task: the caller makes it that item's row
+                result, lost = None, _lost(exc)
+            yield item, result, lost
         submit()
+
+
+def iter_ray_rows(bags: Sequence[str | Path], job: FleetJob, in_flight: int | None = None) -> Iterator[FleetRow]:
+    """Rows of `bags` replayed as Ray tasks, in the order they finish, each naming its bag by absolute path
+    (the workers' folder is not necessarily this process's). `in_flight`: as for as_tasks."""
+    paths = [str(Path(b).absolute()) for b in bags]
+    for bag, row, lost in as_tasks(replay_row, paths, job, in_flight=in_flight):
+        yield row if lost is None else FleetRow.failed(bag, f"ray: {lost}", len(job.actions))
