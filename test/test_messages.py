@@ -2,6 +2,7 @@
 (ros/messages.py, rclpy) and the bag serializer (bags/codecs.py, rosbags), and every CDR fast path
 (core/cdr.py) gives the bytes its rclpy / rosbags fallback gives."""
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -49,11 +50,16 @@ def test_command_fields_say_where_the_vector_goes():
 
 
 def test_decode_command_reads_each_type_and_refuses_what_does_not_fit():
+    from geometry_msgs.msg import Twist
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
     action = _action(FLOAT64_ARRAY, ("a", "b"))
-    assert decode_command(Float64MultiArray(data=[1.5, -2.0]), action).tolist() == [1.5, -2.0]
+    out = decode_command(Float64MultiArray(data=[1.5, -2.0]), action)
+    assert out.dtype == np.float64 and out.tolist() == [1.5, -2.0]
+    # a message built by hand with integers (duck-typed: rclpy, rosbags or any object with the fields)
+    out = decode_command(SimpleNamespace(data=[1, 2]), action)
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
     with pytest.raises(SpecError, match="Float64MultiArray command has 3 values, expected 2"):
         decode_command(Float64MultiArray(data=[1.0, 2.0, 3.0]), action)
     action = _action(JOINT_STATE, ("a", "b"))
@@ -62,6 +68,12 @@ def test_decode_command_reads_each_type_and_refuses_what_does_not_fit():
         decode_command(JointState(name=["b", "x", "a"], effort=[2.0, 7.0]), action)
     with pytest.raises(SpecError, match="JointState command lacks actuator 'b'"):
         decode_command(JointState(name=["a", "x"], effort=[2.0, 7.0]), action)
+    out = decode_command(SimpleNamespace(name=["a", "b"], effort=[3, 4]), action)
+    assert out.dtype == np.float64 and out.tolist() == [3.0, 4.0]
+    twist = Twist()
+    twist.linear.x, twist.linear.z, twist.angular.z = 0.5, 9.0, -1.25
+    out = decode_command(twist, _action(TWIST, ("angular.z", "linear.x")))
+    assert out.dtype == np.float64 and out.tolist() == [-1.25, 0.5]
     with pytest.raises(SpecError, match="unsupported command type 'std_msgs/msg/String'"):
         decode_command(object(), dataclasses.replace(action, msg_type="std_msgs/msg/String"))
     # the bag side's wrapper answers None instead
