@@ -21,8 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 FILES = sorted((REPO / "config" / "ros2_control").glob("*.yaml"))
 FORWARD = "forward_command_controller/ForwardCommandController"
 BROADCASTER = "joint_state_broadcaster/JointStateBroadcaster"
-# MJCF actuator shortcut -> the ros2_control command interface it takes.
-INTERFACE = {"motor": "effort", "position": "position", "velocity": "velocity"}
 
 
 def _robots(path: Path) -> list[str]:
@@ -32,16 +30,13 @@ def _robots(path: Path) -> list[str]:
 
 
 def _actuators(spec) -> dict[str, tuple[str, str]]:
-    """Actuator name -> (kind, joint), from the spec's MJCF and the files it <include>s."""
-    mjcf = Path(spec.sim["mjcf"])
-    found: dict[str, tuple[str, str]] = {}
-    pending = [next(p for p in (Path(spec.source).parent / mjcf, share_dir() / "sim" / mjcf) if p.exists())]
-    while pending:
-        path = pending.pop()
-        root = ET.parse(path).getroot()
-        pending += [path.parent / inc.get("file") for inc in root.iter("include")]
-        found.update({a.get("name"): (a.tag, a.get("joint")) for block in root.iter("actuator") for a in block})
-    return found
+    """Actuator name -> (command interface, joint), read from the spec's compiled model (MJCF or URDF)."""
+    from liquid_control.sim.actuators import actuator_interface
+    from liquid_control.sim.env import SpecEnv
+
+    m = SpecEnv(spec).model
+    return {m.actuator(i).name: (actuator_interface(m, i), m.joint(int(m.actuator_trnid[i][0])).name)
+            for i in range(m.nu)}
 
 
 def problems(controllers: dict, spec) -> list[str]:
@@ -63,7 +58,7 @@ def problems(controllers: dict, spec) -> list[str]:
     if params.get("joints") != joints:
         out.append(f"{name} joints {params.get('joints')} != {joints} (the joints of actuators "
                    f"{list(spec.action.names)}, in command order)")
-    kinds = {INTERFACE.get(actuators[a][0], actuators[a][0]) for a in spec.action.names}
+    kinds = {actuators[a][0] for a in spec.action.names}
     if kinds != {params.get("interface_name")}:
         out.append(f"{name} interface_name {params.get('interface_name')!r}; the actuators take {sorted(kinds)}")
     if manager.get("joint_state_broadcaster", {}).get("type") != BROADCASTER:
