@@ -14,6 +14,7 @@ import yaml
 import test_ros2_control_config as r2c
 from liquid_control.core.resources import share_dir
 from liquid_control.core.spec import load_spec
+from liquid_control.sim.actuators import actuator_interface
 from liquid_control.sim.env import SpecEnv
 
 
