@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from liquid_control.cli.main import SUBCOMMANDS
+from liquid_control.ros.background import interruptible
 
 MISSING = "/nonexistent/liquid_control_test"
 BAD_YAML = "liquid_controller:\n  ros__parameters:\n    rate_hz: [1, 2\n    robot: cartpole\n"
@@ -161,7 +162,8 @@ def test_params_file_for_other_nodes_warns_with_the_sections_found(tmp_path):
     params = tmp_path / "other.yaml"
     params.write_text("other_node:\n  ros__parameters:\n    rate_hz: 50.0\n/ns/thing:\n  ros__parameters: {}\n")
     proc = subprocess.Popen(_cli("run", "--params", str(params), "--no-autostart"), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=interruptible)
     try:
         deadline, warned = time.monotonic() + 60, None
         while warned is None and time.monotonic() < deadline:

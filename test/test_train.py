@@ -25,6 +25,7 @@ from liquid_control.core.spec import load_spec
 from liquid_control.learning.evaluate import run_episodes
 from liquid_control.learning.ppo import PPOConfig, Trainer, train
 from liquid_control.learning.checkpoints import load_checkpoint
+from liquid_control.ros.background import interruptible
 from liquid_control.learning.errors import TrainingError
 
 TINY = dict(robot="cartpole", cell="cfc", units=8, backbone_units=16, n_envs=2, n_steps=64, tbptt=16,
@@ -100,7 +101,7 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path):
     cmd = [sys.executable, "-m", "liquid_control.cli", "train", "--robot", "cartpole", "--units", "8",
            "--backbone-units", "16", "--n-envs", "2", "--n-steps", "64", "--minibatches", "2", "--epochs", "2",
            "--steps", "1000000", "--eval-every", "100000", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until a few updates are on disk

@@ -59,6 +59,13 @@ class BackgroundNode:
         self.close()
 
 
+def interruptible() -> None:
+    """For a child about to be stopped with SIGINT: give it the default SIGINT disposition. A shell starts
+    background jobs (`make test &`, nohup) with SIGINT ignored, which every child would inherit, and then
+    an interrupt asked for never arrives (Python installs no KeyboardInterrupt handler then)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ChildProcess:
     """A command in its own process (group), output to `<log_dir>/<name>.log`."""
 
@@ -73,7 +80,7 @@ class ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
+                                     cwd=self.cwd, start_new_session=True, preexec_fn=interruptible)
         return self
 
     def output(self) -> str:
