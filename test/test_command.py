@@ -1,11 +1,10 @@
 """The action -> command pipeline: scale, soft start, rate limit, clamp, safe command, no allocation."""
 import tracemalloc
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from liquid_control.core.command import CommandPipeline, decode_command
+from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import ActionSpec
 
@@ -226,49 +225,3 @@ def test_a_ramp_that_turns_non_finite_is_refused():
                                     safe=(-1e308,)), soft_start=1.0)
     cmd, ok = p.apply(np.array([1.0]), 0.0)
     assert not ok and cmd.tolist() == [-1e308]
-
-
-def _command_spec(msg_type, names):
-    return action_spec(msg_type=msg_type, names=names, scale=(1.0,) * len(names), lower=(-9.0,) * len(names),
-                       upper=(9.0,) * len(names), safe=(0.0,) * len(names))
-
-
-def test_decode_command_float64_array():
-    from std_msgs.msg import Float64MultiArray
-
-    spec = _command_spec("std_msgs/msg/Float64MultiArray", ("a", "b"))
-    out = decode_command(Float64MultiArray(data=[1.5, -2.0]), spec)
-    assert out.dtype == np.float64 and out.tolist() == [1.5, -2.0]
-    # a message built by hand with integers (duck-typed: rclpy, rosbags or any object with the fields)
-    out = decode_command(SimpleNamespace(data=[1, 2]), spec)
-    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0]
-    with pytest.raises(SpecError, match="Float64MultiArray command has 3 values, expected 2"):
-        decode_command(Float64MultiArray(data=[1.0, 2.0, 3.0]), spec)
-
-
-def test_decode_command_joint_state_by_name():
-    from sensor_msgs.msg import JointState
-
-    spec = _command_spec("sensor_msgs/msg/JointState", ("a", "b"))
-    msg = JointState(name=["b", "x", "a"], effort=[2.0, 7.0, -1.0])
-    assert decode_command(msg, spec).tolist() == [-1.0, 2.0]
-    out = decode_command(SimpleNamespace(name=["a", "b"], effort=[3, 4]), spec)
-    assert out.dtype == np.float64 and out.tolist() == [3.0, 4.0]
-    with pytest.raises(SpecError, match="JointState command has 2 efforts for 3 names"):
-        decode_command(JointState(name=["b", "x", "a"], effort=[2.0, 7.0]), spec)
-    with pytest.raises(SpecError, match="JointState command lacks actuator 'b'"):
-        decode_command(JointState(name=["a", "x"], effort=[2.0, 7.0]), spec)
-
-
-def test_decode_command_twist_axes():
-    from geometry_msgs.msg import Twist
-
-    spec = _command_spec("geometry_msgs/msg/Twist", ("angular.z", "linear.x"))
-    msg = Twist()
-    msg.linear.x, msg.linear.z, msg.angular.z = 0.5, 9.0, -1.25
-    assert decode_command(msg, spec).tolist() == [-1.25, 0.5]
-
-
-def test_decode_command_refuses_other_types():
-    with pytest.raises(SpecError, match="unsupported command type 'std_msgs/msg/String'"):
-        decode_command(object(), _command_spec("std_msgs/msg/String", ("a",)))

@@ -53,7 +53,7 @@ def test_new_robot_messages_and_twist_command(tmp_path):
     messages assemble to the env's observation, and a Twist command decodes onto its actuator."""
     from geometry_msgs.msg import Twist
 
-    from liquid_control.core.command import decode_command
+    from liquid_control.core.command_types import decode_command
     from liquid_control.ros.sim_sensors import MessageFiller
     from test_sim_env import PENDULUM_SPEC, PENDULUM_XML
 

@@ -21,12 +21,11 @@ Python floats per actuator (an action has a few), one preallocated output array:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from liquid_control.core.errors import SpecError
-from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, TWIST, ActionSpec
+from liquid_control.core.spec import ActionSpec
 
 SAFE_BEHAVIOURS = ("zero", "hold")
 
@@ -153,28 +152,3 @@ class CommandPipeline:
             return self.safe(), False
         self._last_good = values = tuple(out)
         return self._emit(values), True
-
-
-def decode_command(msg: Any, action: ActionSpec) -> np.ndarray:
-    """A command message -> the command vector in spec order. Raises SpecError if it does not fit.
-
-    Duck-typed on the ROS field names, so rclpy and rosbags messages both work (sim bridge, bag tools)."""
-    n = action.size
-    if action.msg_type == FLOAT64_ARRAY:
-        data = np.asarray(msg.data, dtype=np.float64)
-        if data.shape != (n,):
-            raise SpecError(f"Float64MultiArray command has {data.size} values, expected {n}")
-        return data
-    if action.msg_type == JOINT_STATE:
-        names = list(msg.name)
-        effort = np.asarray(msg.effort, dtype=np.float64)
-        if len(effort) != len(names):
-            raise SpecError(f"JointState command has {len(effort)} efforts for {len(names)} names")
-        try:
-            return effort[[names.index(a) for a in action.names]]
-        except ValueError:
-            missing = [a for a in action.names if a not in names]
-            raise SpecError(f"JointState command lacks actuator {missing[0]!r}") from None
-    if action.msg_type == TWIST:
-        return np.array([getattr(getattr(msg, g), a) for g, a in (x.split(".") for x in action.names)])
-    raise SpecError(f"unsupported command type {action.msg_type!r}")

@@ -1,7 +1,8 @@
 """Assemble the policy's observation vector from ROS messages, as the robot spec lays it out.
 
-The same code serves the controller node (rclpy messages) and the bag tools (rosbags-deserialised
-messages): both expose the ROS field names as attributes, so nothing here imports a ROS library.
+The same code serves the controller node (rclpy messages; for JointState, the fields core.cdr reads
+from the raw bytes) and the bag tools (rosbags-deserialised messages): all expose the ROS field names
+as attributes, so nothing here imports a ROS library.
 
 A message is decoded whole or not at all: a bad one (non-finite value, wrong array length, missing
 joint) marks its topic faulted and leaves the last good values untouched, so the vector never
