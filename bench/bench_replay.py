@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "replay.json", help="JSON output")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best is reported)")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the timed bags")
-    p.add_argument("--long-minutes", type=float, default=10.0, help="length of the long bag for the memory check")
+    p.add_argument("--long-minutes", type=float, default=10.0,
+                   help="length of the long bag for the memory check (more than the 1-minute short one)")
     p.add_argument("--quick", action="store_true", help="10 s bags, 1 round, 2-minute long bag (smoke run)")
     p.add_argument("--child-memory", nargs=2, metavar=("BAG", "MODEL"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.seconds, args.rounds, args.long_minutes = 10.0, 1, 2.0
+    if not args.long_minutes > 1.0:
+        print("bench replay: --long-minutes must be more than 1 (the short bag is 1 min)", file=sys.stderr)
+        return 2
 
     from liquid_control.bags.synth import write_cartpole_bag
 
