@@ -44,8 +44,9 @@ $(STAMP): setup.py $(CONSTRAINTS)
 demo: venv
 	$(VENV)/bin/liquid-control demo --robot cartpole --duration 20 --out demo_out
 
+# Two workers (pytest-xdist), a test file each at a time; each worker has its own ROS domain (test/conftest.py).
 test: venv
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q -n 2 --dist loadfile test
 
 # The fuzz suites (make test runs them briefly) with 20x the examples, and what each outcome counted.
 fuzz: venv

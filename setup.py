@@ -63,7 +63,7 @@ setup(
         # (imported only by bags/fleet_ray.py).
         "dist": ["ray[client]>=2.60,<3"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.11.6,<0.12", "colcon-common-extensions>=0.3",
-                "hypothesis>=6.100", "mutmut>=3.8,<3.9"],
+                "hypothesis>=6.100", "mutmut>=3.8,<3.9", "pytest-xdist>=3.6"],
     },
     zip_safe=False,  # resources (config/, sim/, policies/) are found next to the package on disk
     maintainer="liquid_control maintainers",

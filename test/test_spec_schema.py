@@ -30,7 +30,12 @@ def edited(path: str, value):
     return data
 
 
-DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:  # a stable test id (pytest-xdist workers must collect the same names)
+        return "<deleted>"
+
+
+DELETE = _Delete()
 NAN, INF = float("nan"), float("inf")
 
 MISTAKES = [
