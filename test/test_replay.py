@@ -544,3 +544,33 @@ def test_an_estop_topic_in_the_bag_holds_the_replayed_controller(tmp_path):
         run(estop_timeout=float("nan"))
     _, rows = run(estop_required=True)  # engaged until the first message (false at t = 0) is applied
     assert rows[0][1] == STEPPED
+
+
+def test_recorded_commands_of_another_type_are_counted_not_just_noted(tmp_path):
+    """The spec's command topic in the bag with another type (or a damaged type name, as the long fuzz run
+    found): its messages are not compared, and the replay counts them as skipped instead of passing for a
+    whole read."""
+    from liquid_control.bags.io import BAG_COMMAND_QOS, BagWriter, distro_typestore
+    from liquid_control.core.policy import Policy
+    from liquid_control.core.resources import default_policy_path
+    from liquid_control.core.spec import load_spec
+
+    spec = load_spec("cartpole")
+    ts = distro_typestore("kilted")
+    T = ts.types
+    path = tmp_path / "other_type"
+    with BagWriter(path, typestore=ts) as bag:
+        bag.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_COMMAND_QOS,))
+        bag.add_topic("/effort_controller/commands", "std_msgs/msg/Bool", qos=(BAG_COMMAND_QOS,))
+        for k in range(20):
+            t = 1_000_000_000 + k * 10_000_000
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            bag.write_msg("/joint_states", t, T["sensor_msgs/msg/JointState"](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=["slider", "hinge"],
+                position=np.zeros(2), velocity=np.zeros(2), effort=np.zeros(0)))
+            if k % 4 == 0:
+                bag.write_msg("/effort_controller/commands", t, T["std_msgs/msg/Bool"](data=True))
+    result = replay(path, Policy.load(default_policy_path("cartpole"), spec=spec), spec)
+    assert result.stats.skipped_total == 5 and result.comparison is None
+    assert any("type 'std_msgs/msg/Bool', not the spec's std_msgs/msg/Float64MultiArray: not compared" in line
+               for line in result.lines())

@@ -143,9 +143,9 @@ def replay(bag_path: str | Path, policy: StepPolicy, spec: RobotSpec, *, options
         if (ct := bag.topic(cmd_bag_topic)) is not None:
             if ct.msgtype == spec.action.msg_type:
                 recorded_topic = ct.name
-            else:
-                result.notes.append(f"recorded {ct.name} has type {ct.msgtype}, not the spec's {spec.action.msg_type}: "
-                                    "no comparison")
+            else:  # counted, not just noted: a damaged type name must not pass for a bag replayed whole
+                result.stats.skip(ct.name, f"type {ct.msgtype!r}, not the spec's {spec.action.msg_type}: "
+                                           "not compared", ct.count)
         estop_topic = None
         if (et := bag.topic(recorded_as(options.estop_topic or "/estop"))) is not None:
             if et.msgtype == BOOL:
