@@ -3,6 +3,7 @@ URDF and its <ros2_control> block, gains and goal from the spec, and its ros2_co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -76,7 +77,8 @@ def test_the_shipped_policy_reaches_through_the_node(tmp_path):
     still = sum(env.step(np.zeros(3))[1] for _ in range(150))
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "liquid_control.cli", "demo", "--robot", "arm3", "--duration", "3",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--out", str(out), "--domain", os.environ["ROS_DOMAIN_ID"]],
+                          capture_output=True, text=True, timeout=300)  # this run's domain: apart from other workers
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["success"] is True and summary["safe_ticks"] == 0 and summary["command_timeouts"] == 0
