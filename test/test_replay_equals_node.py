@@ -42,7 +42,7 @@ def _in(t: float, seg: tuple[float, float]) -> bool:
     return seg[0] <= t < seg[1]
 
 
-def _write_bag(path, shift_to_previous_instant: bool = False, commands=(), late=frozenset()):
+def _write_bag(path, shift_to_previous_instant: bool = False, commands=(), late=frozenset(), first_ns: int = 0):
     """The faulty bag (log time = stamp); or, shifted, as the node received it: each message logged at
     the previous instant + 2 ns, those of the instants in `late` (ns) at the instant + 2 ns (they reached
     the node after its tick there), with `commands` [(log ns, value)] added."""
@@ -72,14 +72,14 @@ def _write_bag(path, shift_to_previous_instant: bool = False, commands=(), late=
                 c_ns, c = pending.pop(0)
                 bag.write_msg(SPEC.action.topic, c_ns, F64(layout=Layout(dim=[], data_offset=0), data=np.array([c])))
             bag.write_msg("/estop", log, Bool(data=_in(t, ESTOP)))
-            if _in(t, SILENT):
-                continue
-            pos = rng.normal(0.0, 0.1, 2)
+            pos, vel = rng.normal(0.0, 0.1, 2), rng.normal(0.0, 0.3, 2)  # drawn for every instant: the same
+            if _in(t, SILENT) or stamp < first_ns:  # values whatever is left out (first_ns: samples sent
+                continue  # before the node was listening)
             if _in(t, NAN):
                 pos[0] = np.nan
             bag.write_msg("/joint_states", log, JointState(
                 header=Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=""),
-                name=["slider", "hinge"], position=pos, velocity=rng.normal(0.0, 0.3, 2), effort=np.zeros(0)))
+                name=["slider", "hinge"], position=pos, velocity=vel, effort=np.zeros(0)))
         for c_ns, c in pending:
             bag.write_msg(SPEC.action.topic, c_ns, F64(layout=Layout(dim=[], data_offset=0), data=np.array([c])))
     return path
@@ -124,7 +124,9 @@ def test_replay_reproduces_the_live_node_on_a_bag_with_every_kind_of_fault(tmp_p
     # A sample the node had not received when it ticked at its instant (it ticked on the one before: its
     # newest sensor stamp is older) reached it after that tick.
     late = {n for n, r in zip(tick_ns, ticks) if round(r.sensor_stamp * 1e9 / SAMPLE_NS) * SAMPLE_NS < n}
-    received = _write_bag(tmp_path / "received", shift_to_previous_instant=True, late=late,
+    # Samples published before the node's best-effort subscription had matched the player never reached it.
+    first_ns = min(round(r.sensor_stamp * 1e9 / SAMPLE_NS) * SAMPLE_NS for r in ticks if r.sensor_stamp > 0)
+    received = _write_bag(tmp_path / "received", shift_to_previous_instant=True, late=late, first_ns=first_ns,
                           commands=[(n + 1, r.command[0]) for n, r in zip(tick_ns, ticks)])
     offline = _Ticks()
     result = replay(received, Policy.load(model, spec=SPEC), SPEC, options=ReplayOptions(ticks="recorded"),
