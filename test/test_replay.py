@@ -491,30 +491,38 @@ def test_joint_states_naming_other_joints_are_named_as_the_cause(model, tmp_path
         replay(other.path, policy(model), SPEC)
 
 
+def _bool_beside_joint_states(path, topic: str, n: int, value_at) -> None:
+    """A bag of `n` cartpole JointStates at 100 Hz and std_msgs/Bool on `topic`: value_at(k) at sample k
+    (None: no message there)."""
+    from liquid_control.bags.io import BAG_COMMAND_QOS, BagWriter, distro_typestore
+
+    ts = distro_typestore("kilted")
+    T = ts.types
+    with BagWriter(path, typestore=ts) as bag:
+        bag.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_COMMAND_QOS,))
+        bag.add_topic(topic, "std_msgs/msg/Bool", qos=(BAG_COMMAND_QOS,))
+        for k in range(n):
+            t = 1_000_000_000 + k * 10_000_000
+            if (value := value_at(k)) is not None:
+                bag.write_msg(topic, t, T["std_msgs/msg/Bool"](data=value))
+            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+            bag.write_msg("/joint_states", t, T["sensor_msgs/msg/JointState"](
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=["slider", "hinge"],
+                position=np.array([0.01, 0.02]), velocity=np.zeros(2), effort=np.zeros(0)))
+
+
 def test_an_estop_topic_in_the_bag_holds_the_replayed_controller(tmp_path):
     """std_msgs/Bool on /estop (or --estop-topic): engaged ticks give the spec's safe value and count as
     faulted; --estop-required holds until the first false; a heartbeat timeout holds through silence."""
-    from liquid_control.bags.io import BAG_COMMAND_QOS, BagWriter, distro_typestore
     from liquid_control.core.control import SAFE_STOP, STEPPED
     from liquid_control.core.policy import Policy
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
 
     spec = load_spec("cartpole")
-    ts = distro_typestore("kilted")
-    T = ts.types
     path = tmp_path / "estop"
-    with BagWriter(path, typestore=ts) as bag:
-        bag.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_COMMAND_QOS,))
-        bag.add_topic("/estop", "std_msgs/msg/Bool", qos=(BAG_COMMAND_QOS,))
-        for k in range(100):  # 1 s at 100 Hz; e-stop messages (engaged 0.4..0.6 s) only in the first 0.8 s
-            t = 1_000_000_000 + k * 10_000_000
-            if k < 80:
-                bag.write_msg("/estop", t, T["std_msgs/msg/Bool"](data=40 <= k < 60))
-            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
-            bag.write_msg("/joint_states", t, T["sensor_msgs/msg/JointState"](
-                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=["slider", "hinge"],
-                position=np.array([0.01, 0.02]), velocity=np.zeros(2), effort=np.zeros(0)))
+    # 1 s at 100 Hz; e-stop messages (engaged 0.4..0.6 s) only in the first 0.8 s
+    _bool_beside_joint_states(path, "/estop", 100, lambda k: 40 <= k < 60 if k < 80 else None)
 
     class Rows:
         def __init__(self):
@@ -550,26 +558,13 @@ def test_recorded_commands_of_another_type_are_counted_not_just_noted(tmp_path):
     """The spec's command topic in the bag with another type (or a damaged type name, as the long fuzz run
     found): its messages are not compared, and the replay counts them as skipped instead of passing for a
     whole read."""
-    from liquid_control.bags.io import BAG_COMMAND_QOS, BagWriter, distro_typestore
     from liquid_control.core.policy import Policy
     from liquid_control.core.resources import default_policy_path
     from liquid_control.core.spec import load_spec
 
     spec = load_spec("cartpole")
-    ts = distro_typestore("kilted")
-    T = ts.types
     path = tmp_path / "other_type"
-    with BagWriter(path, typestore=ts) as bag:
-        bag.add_topic("/joint_states", "sensor_msgs/msg/JointState", qos=(BAG_COMMAND_QOS,))
-        bag.add_topic("/effort_controller/commands", "std_msgs/msg/Bool", qos=(BAG_COMMAND_QOS,))
-        for k in range(20):
-            t = 1_000_000_000 + k * 10_000_000
-            stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
-            bag.write_msg("/joint_states", t, T["sensor_msgs/msg/JointState"](
-                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), name=["slider", "hinge"],
-                position=np.zeros(2), velocity=np.zeros(2), effort=np.zeros(0)))
-            if k % 4 == 0:
-                bag.write_msg("/effort_controller/commands", t, T["std_msgs/msg/Bool"](data=True))
+    _bool_beside_joint_states(path, "/effort_controller/commands", 20, lambda k: True if k % 4 == 0 else None)
     result = replay(path, Policy.load(default_policy_path("cartpole"), spec=spec), spec)
     assert result.stats.skipped_total == 5 and result.comparison is None
     assert any("type 'std_msgs/msg/Bool', not the spec's std_msgs/msg/Float64MultiArray: not compared" in line

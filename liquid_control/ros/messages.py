@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import array
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -109,3 +109,27 @@ class CommandEncoder:
         if self._stamp is not None and stamp_ns is not None:
             set_stamp(self._stamp, stamp_ns)
         return self.msg
+
+
+def from_bytes(decode: Callable[[bytes], Any], cls: type, callback: Callable[[Any], None],
+                reject: Callable[[str], None]) -> Callable[[bytes], None]:
+    """A raw subscription's callback: `decode` the bytes (None: rclpy deserializes them), then `callback`.
+
+    Bytes that rclpy cannot deserialize either go to `reject` and are dropped, as rmw drops them on a typed
+    subscription: one corrupt sample (or a buggy publisher) must not take the controller down. If the sensor
+    itself only sends such bytes, its topic goes stale and the stale-sensor safety takes over.
+    """
+
+    from rclpy.serialization import deserialize_message
+
+    def on_bytes(data: bytes) -> None:
+        msg = decode(data)
+        if msg is None:
+            try:
+                msg = deserialize_message(data, cls)
+            except RuntimeError as exc:  # rclpy's RMWError: not a message of this type
+                reject(f"{len(data)} bytes that are not a {cls.__name__} ({str(exc).split(':')[0]}); dropped")
+                return
+        callback(msg)
+
+    return on_bytes

@@ -48,11 +48,9 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
-from rclpy.serialization import deserialize_message
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
@@ -66,33 +64,12 @@ from liquid_control.ros import diagnostics as diag
 from liquid_control.ros.controller.params import NODE_NAME, PARAMS, STRUCTURAL, Settings, check_param, resolve
 from liquid_control.ros.controller.sim_clock import SimClockTicker, clock_ns, time_source_subscription
 from liquid_control.ros.controller.step_debug import StepDebug
-from liquid_control.ros.messages import CommandEncoder, decode_joint_state, header_stamp_ns, message_class
+from liquid_control.ros.messages import (CommandEncoder, decode_joint_state, from_bytes, header_stamp_ns,
+                                         message_class)
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
 LOG_EVERY_S = 2.0  # the same kind of trouble is logged at most this often
-
-
-def _from_bytes(decode: Callable[[bytes], Any], cls: type, callback: Callable[[Any], None],
-                reject: Callable[[str], None]) -> Callable[[bytes], None]:
-    """A raw subscription's callback: `decode` the bytes (None: rclpy deserializes them), then `callback`.
-
-    Bytes that rclpy cannot deserialize either go to `reject` and are dropped, as rmw drops them on a typed
-    subscription: one corrupt sample (or a buggy publisher) must not take the controller down. If the sensor
-    itself only sends such bytes, its topic goes stale and the stale-sensor safety takes over.
-    """
-
-    def on_bytes(data: bytes) -> None:
-        msg = decode(data)
-        if msg is None:
-            try:
-                msg = deserialize_message(data, cls)
-            except RuntimeError as exc:  # rclpy's RMWError: not a message of this type
-                reject(f"{len(data)} bytes that are not a {cls.__name__} ({str(exc).split(':')[0]}); dropped")
-                return
-        callback(msg)
-
-    return on_bytes
 
 
 def _refusing_impossible_transitions(node: LifecycleNode, callback: Callable[[Any, Any], Any]) -> Callable:
@@ -218,7 +195,7 @@ class LiquidController(LifecycleNode):
             # types, and bytes that do not parse, go through rclpy.
             raw = self.assembler.msg_types[topic] == JOINT_STATE
             if raw:
-                callback = _from_bytes(decode_joint_state, cls, callback, self._undecodable(topic))
+                callback = from_bytes(decode_joint_state, cls, callback, self._undecodable(topic))
             sub = self.create_subscription(cls, topic, callback, SENSOR_QOS, raw=raw)
             self._subs.append(sub)
             self._takes.append((sub.handle, sub.msg_type, sub.raw, callback))
