@@ -129,15 +129,31 @@ class Probe(BackgroundNode):
     def wait_for_subscribers(self, pub: Any, timeout: float = 10.0, what: str = "a subscriber") -> None:
         self.wait_for(lambda: pub.get_subscription_count() > 0, timeout, what)
 
-    def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-        """Call a service, waiting (bounded) for it to appear and answer."""
+    def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0,
+             resend_s: float | None = 2.0) -> Any:
+        """Call a service, waiting (bounded) for it to appear and answer.
+
+        `wait_for_service` returns once the server's request reader is matched, which can be before its
+        response writer has matched this client's reader; a response sent in that window is lost (DDS
+        volatile durability). So an idempotent request is sent again every `resend_s` s until one answer
+        arrives; pass `resend_s=None` for a request that must be sent once (a lifecycle transition)."""
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise AssertionError(f"service {name} did not appear within {timeout} s")
-            future = client.call_async(request)
-            self.wait_for(future.done, timeout, f"an answer from {name}")
-            return future.result()
+            deadline = time.monotonic() + timeout
+            futures = [client.call_async(request)]
+            while not any(f.done() for f in futures):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout} s waiting for an answer from {name}")
+                wait = left if resend_s is None else min(left, resend_s)
+                try:
+                    self.wait_for(lambda: any(f.done() for f in futures), wait, f"an answer from {name}")
+                except AssertionError:
+                    if resend_s is not None and time.monotonic() < deadline:
+                        futures.append(client.call_async(request))
+            return next(f for f in futures if f.done()).result()
         finally:
             self.node.destroy_client(client)
 
@@ -162,7 +178,7 @@ def change_state(probe: Probe, node_name: str, transition: str, timeout: float =
         req.transition.id = ids[transition]
     else:
         req.transition.label = transition
-    return bool(probe.call(ChangeState, f"/{node_name}/change_state", req, timeout).success)
+    return bool(probe.call(ChangeState, f"/{node_name}/change_state", req, timeout, resend_s=None).success)
 
 
 def set_parameter(probe: Probe, node_name: str, name: str, value: Any, timeout: float = 10.0) -> Any:

@@ -109,7 +109,7 @@ def check_param(name: str, value: Any) -> str | None:
     if name in ("command_lower", "command_upper"):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not all(  # rclpy: array('d')
                 isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in value):
-            return f"{name} must be a list of numbers (one per actuator), got {str(value)[:80]}"
+            return f"{name} must be a list of numbers (one per actuator), got {repr(value)[:80]}"
         if len(value) > MAX_ACTUATORS:
             return f"{name} has {len(value)} values; at most {MAX_ACTUATORS} (one per actuator)"
     if name == "estop_topic":
