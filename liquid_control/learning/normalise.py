@@ -40,3 +40,28 @@ class RunningMeanStd:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.mean, self.var, self.count = np.asarray(d["mean"]), np.asarray(d["var"]), float(d["count"])
+
+
+class RewardScaler:
+    """Rewards divided by the running std of the discounted return (stable-baselines3's VecNormalize,
+    CleanRL's NormalizeReward), clipped to +-`clip`. Returns of thousands (Hopper: ~3000) otherwise give the
+    critic value targets that dwarf the policy loss; the mean is not removed, so a reward's sign is kept."""
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0):
+        self.gamma, self.clip = gamma, clip
+        self.ret = np.zeros(n_envs, np.float64)
+        self.rms = RunningMeanStd(1)
+
+    def __call__(self, rew: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Scale one vector step's rewards; `done` ends each finished env's discounted return."""
+        self.ret = self.ret * self.gamma + rew
+        self.rms.update(self.ret[:, None])
+        self.ret[done] = 0.0
+        return np.clip(rew / self.rms.std[0], -self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ret": self.ret.copy(), "rms": self.rms.state_dict()}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.ret = np.asarray(d["ret"], np.float64).copy()
+        self.rms.load_state_dict(d["rms"])

@@ -42,7 +42,7 @@ from liquid_control.learning.checkpoints import load_checkpoint, save_checkpoint
 from liquid_control.learning.envs import env_factory, info_dt, make_env, nominal_dt, success_return
 from liquid_control.learning.errors import TrainingError
 from liquid_control.learning.logs import CSVLog, plot_learning_curve, truncate_csv
-from liquid_control.learning.normalise import RunningMeanStd
+from liquid_control.learning.normalise import RewardScaler, RunningMeanStd
 from liquid_control.learning.ppo_config import RESUME_FIXED, PPOConfig
 
 CSV_FIELDS = ["step", "update", "time_s", "sps", "train_return", "train_length", "eval_mean", "eval_std",
@@ -191,6 +191,7 @@ class Trainer:
         else:
             _, self.agent, self.obs_rms = restore_agent(saved, self.ckpt_path)
         self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.reward_scale = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
         self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
         self.global_step, self.update, self.best_eval = 0, 0, -math.inf
         self.elapsed = 0.0
@@ -202,7 +203,9 @@ class Trainer:
     # -- checkpoints
     def _state(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "agent": self.agent.state_dict(), "opt": self.opt.state_dict(),
-                "obs_rms": self.obs_rms.state_dict(), "global_step": self.global_step, "update": self.update,
+                "obs_rms": self.obs_rms.state_dict(),
+                "reward_scale": self.reward_scale.state_dict() if self.reward_scale else None,
+                "global_step": self.global_step, "update": self.update,
                 "best_eval": self.best_eval, "elapsed": self.elapsed, "torch_rng": torch.get_rng_state(),
                 "obs_size": self.obs_size,
                 "action_size": self.action_size, "dt0": self.dt0}
@@ -221,6 +224,8 @@ class Trainer:
     def _resume(self, st: dict[str, Any]) -> None:
         """The optimiser, counters and random state of checkpoint `st` (weights: restore_agent)."""
         self.opt.load_state_dict(st["opt"])
+        if self.reward_scale is not None and st.get("reward_scale"):
+            self.reward_scale.load_state_dict(st["reward_scale"])
         self.global_step, self.update = int(st["global_step"]), int(st["update"])
         self.best_eval, self.elapsed = float(st["best_eval"]), float(st.get("elapsed", 0.0))
         torch.set_rng_state(st["torch_rng"])
@@ -257,6 +262,8 @@ class Trainer:
                 ep["returns"].append(float(ep["ret"][i]))
                 ep["lengths"].append(int(ep["len"][i]))
             ep["ret"][done], ep["len"][done] = 0.0, 0
+            if self.reward_scale is not None:
+                rew = self.reward_scale(rew, done)
             # A time-limit truncation is not a failure: bootstrap with V(final obs, state after the step).
             cut = np.nonzero(trunc & ~term)[0]
             if len(cut) and "final_obs" in info:

@@ -46,6 +46,8 @@ class PPOConfig:
         "help": "early-stop epochs above this KL (0: off)", "off": 0.0})
     init_log_std: float = field(default=-0.5, metadata={"help": "initial log-std of the Gaussian policy"})
     critic_hidden: int = field(default=64, metadata={"help": "width of the critic MLP's two hidden layers"})
+    norm_reward: bool = field(default=False, metadata={
+        "help": "scale rewards by the running std of the discounted return (for returns in the thousands)"})
     dt_jitter: float = field(default=0.0, metadata={
         "help": "train with each control period drawn from nominal * [1-j, 1+j]"})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N env steps"})
