@@ -88,15 +88,24 @@ class _Listener(BackgroundNode):
 
 
 def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
-    """Replay the traced states through the robot's task: return, first failure time."""
+    """Replay the traced states through the robot's task, in order: return, first failure time.
+
+    The first traced state starts the episode; each later one is scored as the step from the one before
+    (its command, the sim time between them), so terms that difference states (forward velocity, action
+    rate) see the motion the sim made."""
+    import mujoco
+
     from liquid_control.sim.env import SpecEnv
 
     env = SpecEnv(robot)
-    env.reset(seed=0)
     total, failed_at = 0.0, None
-    for t, qpos, qvel, cmd in zip(trace["t"], trace["qpos"], trace["qvel"], trace["command"]):
-        env.reset(options={"qpos": qpos, "qvel": qvel})
-        reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64))
+    rows = list(zip(trace["t"], trace["qpos"], trace["qvel"], trace["command"]))
+    if rows:
+        env.reset(seed=0, options={"qpos": rows[0][1], "qvel": rows[0][2]})
+    for (t_before, *_), (t, qpos, qvel, cmd) in zip(rows, rows[1:]):
+        env.data.qpos[:], env.data.qvel[:] = qpos, qvel
+        mujoco.mj_forward(env.model, env.data)
+        reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64), (t - t_before) or period)
         total += reward
         if terminated and failed_at is None:
             failed_at = float(t)
