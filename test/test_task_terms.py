@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from pathlib import Path
 import sys
 
 import mujoco
@@ -374,6 +375,19 @@ def test_info_robot_shows_observation_clips():
     assert out.returncode == 0, out.stderr
     assert "4  JointState.position[foot_joint]\n" in out.stdout
     assert "5  JointState.velocity[rootx]  clip [-10, 10]" in out.stdout
+    assert "effort_controller/commands (std_msgs/msg/Float64MultiArray): the model's actuators" in out.stdout
+
+
+def test_info_names_the_command_interface():
+    out = subprocess.run([sys.executable, "-m", "liquid_control.cli", "info", "--robot", "arm3"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "position_controller/commands (std_msgs/msg/Float64MultiArray): ros2_control position interface" \
+        in out.stdout
+    out = subprocess.run([sys.executable, "-m", "liquid_control.cli", "info", "policies/arm3.onnx"],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert "-> std_msgs/msg/Float64MultiArray (position interface)" in out.stdout
 
 
 def test_term_lists_take_no_task_options():

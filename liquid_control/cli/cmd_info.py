@@ -74,7 +74,8 @@ def describe(artifact: Any) -> list[tuple[str, str]]:
     for i, name in enumerate(meta.get("action_labels") or [f"action[{i}]" for i in range(A)]):
         scale = f"  scale {scales[i]:g}" if i < len(scales) and scales[i] is not None else ""
         rows.append(("action" if i == 0 else "", f"{i:3d}  {name}{scale}"
-                     + (f"  -> {action['type']}" if i == 0 and action.get("type") else "")))
+                     + (f"  -> {action['type']}" if i == 0 and action.get("type") else "")
+                     + (f" ({action['interface']} interface)" if i == 0 and action.get("interface") else "")))
     prov = meta.get("provenance") or {}
     for i, key in enumerate(k for k in ("command", "seed", "version", "created", "git_commit", "source",
                                         "ncps_class", "ncps_version", "ncps_trained_timespan", "env_steps",
@@ -99,6 +100,8 @@ def describe_robot(robot: str) -> list[tuple[str, str]]:
             lines.append(label + (f"  clip [{e.clip[0][j]:g}, {e.clip[1][j]:g}]" if e.clip else ""))
     rows += [("observation" if i == 0 else "", f"{i:3d}  {line}") for i, line in enumerate(lines)]
     a = spec.action
+    drives = (f"ros2_control {a.interface} interface" if a.interface else "the model's actuators (MJCF <actuator>)")
+    rows.append(("command", f"{a.topic} ({a.msg_type}): {drives}"))
     rows += [("action" if i == 0 else "", f"{i:3d}  {name}  scale {s:g}, limits [{lo:g}, {hi:g}]")
              for i, (name, s, lo, hi) in enumerate(zip(a.names, a.scale, a.lower, a.upper))]
     terms = task_terms(spec.sim)
