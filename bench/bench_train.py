@@ -15,6 +15,11 @@ timing      a CfC trained with dt randomization vs an LSTM (RecurrentPPO) traine
             so jittered periods are resolved finely); the loss of return relative to nominal.
 reacher     CfC vs sb3 PPO MLP on the reacher, same observations, settings and budget (1.5M): mean return
             over 20 and 100 episodes (goal >= -5).
+hopper, hopper_pos, half_cheetah
+            locomotion (Gymnasium v5 reproduced), 1M env steps each: CfC vs sb3 PPO MLP, and on hopper_pos
+            (joint velocities not observed) also sb3-contrib RecurrentPPO LSTM; the same settings for all
+            (LOCOMOTION), rewards scaled by the running return std. `--trainers cfc,mlp` runs a subset (each
+            row is one run; the rows of separate invocations compare since settings and seeds are equal).
 
 Each prints a table and writes JSON (default bench/results/train_<what>.json).
 """
@@ -42,6 +47,7 @@ from liquid_control.learning.evaluate import run_episodes  # noqa: E402
 from liquid_control.learning.ppo import PPOConfig, Trainer  # noqa: E402
 
 N_ENVS, N_STEPS, EPOCHS, BATCH, UNITS = 8, 128, 10, 256, 32
+LOCOMOTION_ROBOTS = ("hopper", "hopper_pos", "half_cheetah")
 TIMING_ENV = {"timestep": 0.004}
 TIMING_CONDITIONS = {"nominal": {}, "jitter ±30%": {"dt_jitter": 0.3}, "rate x0.5": {"rate_scale": 0.5},
                      "rate x2": {"rate_scale": 2.0}}
@@ -56,14 +62,14 @@ def ours(robot: str, steps: int, seed: int, out: Path, cell: str = "cfc", n_step
 
 
 def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | None = None, lr: float = 3e-4,
-              n_steps: int = N_STEPS, batch: int = BATCH, log_std_init: float = 0.0):
+              n_steps: int = N_STEPS, batch: int = BATCH, log_std_init: float = 0.0, norm_reward: bool = False):
     """stable-baselines3 PPO (MLP 64x64) or sb3-contrib RecurrentPPO (LSTM 32), obs normalised as ours."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     env_kwargs = env_kwargs or {}
     venv = DummyVecEnv([lambda i=i: make_env(robot, seed=seed + i, **env_kwargs) for i in range(N_ENVS)])
     venv.seed(seed)
-    venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
+    venv = VecNormalize(venv, norm_obs=True, norm_reward=norm_reward, clip_obs=10.0, gamma=0.99)
     common = dict(n_steps=n_steps, batch_size=batch, n_epochs=EPOCHS, learning_rate=lr, seed=seed, verbose=0,
                   device="cpu")
     if kind == "mlp":
@@ -72,8 +78,8 @@ def sb3_model(kind: str, robot: str, seed: int, env_kwargs: dict[str, Any] | Non
         return PPO("MlpPolicy", venv, policy_kwargs={"log_std_init": log_std_init}, **common)
     from sb3_contrib import RecurrentPPO
 
-    return RecurrentPPO("MlpLstmPolicy", venv, policy_kwargs={"lstm_hidden_size": UNITS, "n_lstm_layers": 1},
-                        **common)
+    return RecurrentPPO("MlpLstmPolicy", venv, policy_kwargs={"lstm_hidden_size": UNITS, "n_lstm_layers": 1,
+                                                              "log_std_init": log_std_init}, **common)
 
 
 class SB3Policy:
@@ -285,16 +291,52 @@ def bench_reacher(steps: int, seed: int, out: Path) -> dict[str, Any]:
     return {"rows": rows}
 
 
+# The locomotion recipe, the same for every trainer: 8 envs x 256 steps per update, 10 epochs, minibatches of
+# 128 samples, lr 3e-4 annealed, gamma 0.99, GAE 0.95, clip 0.2, observations and rewards normalised.
+LOCOMOTION = dict(n_steps=256, batch=128, lr=3e-4, log_std_init=-0.5)
+
+
+def bench_locomotion(robot: str, steps: int, seed: int, out: Path, trainers: list[str]) -> dict[str, Any]:
+    from liquid_control.core.policy import Policy
+
+    rec = LOCOMOTION
+    rows, pols = [], []
+    if "cfc" in trainers:
+        tr = ours(robot, steps, seed, out / f"{robot}_cfc", n_steps=rec["n_steps"], batch=rec["batch"], lr=rec["lr"],
+                  init_log_std=rec["log_std_init"], norm_reward=True, eval_every=20_000, eval_episodes=5)
+        t0 = time.perf_counter()
+        res = tr.train()
+        pols.append(("ours CfC-32", Policy.load(res["artifact"]), time.perf_counter() - t0))
+    for kind, name in (("mlp", "sb3 PPO MLP-64x64"), ("lstm", "sb3-contrib RecurrentPPO LSTM-32")):
+        if kind in trainers:
+            m, secs = _train_sb3(kind, robot, steps, seed, n_steps=rec["n_steps"], batch=rec["batch"], lr=rec["lr"],
+                                 log_std_init=rec["log_std_init"], norm_reward=True)
+            pols.append((name, SB3Policy(m), secs))
+    for name, pol, secs in pols:
+        ev = run_episodes(pol, robot, episodes=20)
+        rows.append({"robot": robot, "trainer": name, "budget": steps, "seconds": secs, "eval20_mean": ev["mean"],
+                     "eval20_std": ev["std"]})
+    print(f"\n{robot}, {steps} env steps each, {N_ENVS} envs x {rec['n_steps']} steps, batch {rec['batch']}, "
+          f"lr {rec['lr']:g}, rewards scaled; 20 evaluation episodes (the exported CfC: best of the evaluations "
+          f"during training; sb3: its final model)")
+    print(f"{'trainer':34s} {'return (20 ep.)':>18s} {'train s':>8s}")
+    for r in rows:
+        print(f"{r['trainer']:34s} {r['eval20_mean']:>9.1f} ± {r['eval20_std']:<7.1f} {r['seconds']:>8.0f}")
+    return {"rows": rows, "recipe": rec}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_train", description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="*", default=["throughput"],
-                   choices=["throughput", "cartpole", "novel", "timing", "reacher"])
+                   choices=["throughput", "cartpole", "novel", "timing", "reacher", *LOCOMOTION_ROBOTS])
     p.add_argument("--steps", type=int, default=None, help="env steps per trainer (default: per section)")
     p.add_argument("--rounds", type=int, default=4, help="throughput: interleaved rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dt-jitter", type=float, default=0.5, help="timing: training period jitter")
     p.add_argument("--drop-prob", type=float, default=0.1, help="timing: training dropped-tick probability")
     p.add_argument("--out", type=Path, default=Path("runs/bench_train"), help="run folders of the trained models")
+    p.add_argument("--trainers", default=None,
+                   help="locomotion: comma-separated subset of cfc,mlp,lstm (default cfc,mlp; hopper_pos adds lstm)")
     p.add_argument("--json", type=Path, default=None, help="JSON path (default bench/results/train_<what>.json)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
@@ -311,8 +353,13 @@ def main(argv: list[str] | None = None) -> int:
             results[what] = bench_timing(args.steps or 200_000, args.seed, args.out, args.dt_jitter, args.drop_prob)
         elif what == "reacher":
             results[what] = bench_reacher(args.steps or 1_500_000, args.seed, args.out)
+        else:
+            default = "cfc,mlp,lstm" if what == "hopper_pos" else "cfc,mlp"
+            results[what] = bench_locomotion(what, args.steps or 1_000_000, args.seed, args.out,
+                                             (args.trainers or default).split(","))
         results[what]["wall_s"] = time.perf_counter() - t0
-    path = args.json or ROOT / "bench" / "results" / f"train_{'_'.join(args.what)}.json"
+    suffix = f"_{args.trainers.replace(',', '_')}" if args.trainers else ""
+    path = args.json or ROOT / "bench" / "results" / f"train_{'_'.join(args.what)}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o)
                                else str(o)) + "\n")
