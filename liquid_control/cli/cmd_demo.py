@@ -88,7 +88,7 @@ class _Listener(BackgroundNode):
 
 
 def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
-    """Replay the traced states through the robot's task, in order: return, first failure time.
+    """Replay the traced states through the robot's task, in order: return up to the first failure, its time.
 
     The first traced state starts the episode; each later one is scored as the step from the one before
     (its command, the sim time between them), so terms that difference states (forward velocity, action
@@ -106,9 +106,10 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
         env.data.qpos[:], env.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(env.model, env.data)
         reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64), (t - t_before) or period)
-        total += reward
-        if terminated and failed_at is None:
-            failed_at = float(t)
+        if failed_at is None:  # the return of the episode the task would have ended there
+            total += reward
+            if terminated:
+                failed_at = float(t)
     env.close()
     duration = float(trace["t"][-1]) if trace["t"] else 0.0
     return {"return": total, "failed_at": failed_at, "time_ok_s": duration if failed_at is None else failed_at,
