@@ -6,9 +6,10 @@ to be smuggled in through the observation, and skrl is not a dependency here. A 
 elapsed time of each sample as an input of its own; that is one file, read top to bottom below.
 
 The algorithm:
-  1. rollout: N envs (Gymnasium vector API) x T steps. For each step we store the normalised obs,
-     the action, its log-prob, the value, the reward, the episode-start flag, the simulated `dt` that
-     led to this obs (info["dt"]), and the actor's hidden state *before* the step.
+  1. rollout (rollout.py; in this process, or on Ray workers: ppo_ray.py): N envs (Gymnasium vector
+     API) x T steps. For each step we store the normalised obs, the action, its log-prob, the value, the
+     reward, the episode-start flag, the simulated `dt` that led to this obs (info["dt"]), and the actor's
+     hidden state *before* the step.
   2. GAE(lambda) advantages; truncated episodes are bootstrapped with V(final obs).
   3. update: every env's trajectory is cut into chunks of `tbptt` steps. Each chunk starts from the
      stored hidden state and re-runs the cell step by step (truncated backprop through time), zeroing
@@ -33,20 +34,21 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 
 from liquid_control.learning.checkpoints import load_checkpoint, save_checkpoint
-from liquid_control.learning.envs import env_factory, info_dt, make_env, nominal_dt, success_return
+from liquid_control.learning.envs import success_return
 from liquid_control.learning.errors import TrainingError
 from liquid_control.learning.logs import CSVLog, plot_learning_curve, truncate_csv
 from liquid_control.learning.normalise import RewardScaler, RunningMeanStd
 from liquid_control.learning.ppo_config import RESUME_FIXED, PPOConfig
+from liquid_control.learning.rollout import Collected, LocalRollouts, env_shapes
 
 CSV_FIELDS = ["step", "update", "time_s", "sps", "train_return", "train_length", "eval_mean", "eval_std",
-              "pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "lr", "log_std"]
+              "pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "lr", "log_std", "rollout_s",
+              "learn_s", "worker_restarts"]
 
 
 # ------------------------------------------------------------------------------------------ the agent
@@ -166,18 +168,7 @@ class Trainer:
         torch.set_num_threads(1)  # tiny networks: threads cost more than they give (and the CPU is shared)
         torch.manual_seed(cfg.seed)  # the only randomness besides the envs' (seeded at reset)
 
-        env_kwargs = dict(cfg.env_kwargs, dt_jitter=cfg.dt_jitter)
-        probe = make_env(cfg.robot, **env_kwargs)
-        self.obs_size = int(np.prod(probe.observation_space.shape))
-        self.action_size = int(np.prod(probe.action_space.shape))
-        self.dt0 = nominal_dt(probe)
-        probe.close()
-
-        fns = [env_factory(cfg.robot, cfg.seed + i, **env_kwargs) for i in range(cfg.n_envs)]
-        vec_cls = gym.vector.SyncVectorEnv if cfg.vector == "sync" else gym.vector.AsyncVectorEnv
-        # SAME_STEP: a finished env resets inside step(); its last obs arrives in infos["final_obs"]
-        self.envs = vec_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
+        self.obs_size, self.action_size, self.dt0 = env_shapes(cfg)
         saved = None
         if resume:
             if self.ckpt_path.exists():
@@ -198,7 +189,12 @@ class Trainer:
         if saved is not None:
             self._resume(saved)
             truncate_csv(self.csv_path, self.global_step)
+        self.rollouts = self._rollouts()
         self.log = CSVLog(self.csv_path, CSV_FIELDS)
+
+    def _rollouts(self) -> Any:
+        """Where the rollouts run (start(seed), collect() -> Collected, close()): here, in this process."""
+        return LocalRollouts(self)
 
     # -- checkpoints
     def _state(self) -> dict[str, Any]:
@@ -231,61 +227,10 @@ class Trainer:
         torch.set_rng_state(st["torch_rng"])
         print(f"resumed {self.ckpt_path} at step {self.global_step} (update {self.update})")
 
-    # -- rollout
-    def _collect(self, carry: tuple, ep: dict) -> tuple[dict[str, torch.Tensor], tuple]:
-        """T steps of N envs into the buffers; returns them and the carry-over (raw obs, state, starts, dts)."""
-        cfg, N, T = self.cfg, self.cfg.n_envs, self.cfg.n_steps
-        obs_raw, h, start, dt = carry
-        buf = {k: torch.zeros((T, N) + s) for k, s in {
-            "obs": (self.obs_size,), "act": (self.action_size,), "logp": (), "val": (), "rew": (),
-            "start": (), "dt": (1,), "h": (self.agent.state_size,)}.items()}
-        for t in range(T):
-            self.obs_rms.update(obs_raw)
-            x = torch.as_tensor(self.obs_rms.normalise(obs_raw))
-            start_t = torch.as_tensor(start, dtype=torch.float32)
-            h = h * (1.0 - start_t)[:, None]  # an episode starts from a fresh (zero) state
-            dt_t = torch.as_tensor(dt, dtype=torch.float32)[:, None]
-            with torch.no_grad():
-                mean, h_next = self.agent.act(x, h, dt_t)
-                d = self.agent.dist(mean)
-                a = d.sample()
-                buf["logp"][t] = d.log_prob(a).sum(-1)
-                buf["val"][t] = self.agent.value(x, h)
-            buf["obs"][t], buf["act"][t], buf["start"][t], buf["dt"][t], buf["h"][t] = x, a, start_t, dt_t, h
-
-            obs_raw, rew, term, trunc, info = self.envs.step(np.clip(a.numpy(), -1.0, 1.0))
-            rew, term, trunc = np.asarray(rew, np.float64), np.asarray(term), np.asarray(trunc)
-            done = term | trunc
-            ep["ret"] += rew
-            ep["len"] += 1
-            for i in np.nonzero(done)[0]:
-                ep["returns"].append(float(ep["ret"][i]))
-                ep["lengths"].append(int(ep["len"][i]))
-            ep["ret"][done], ep["len"][done] = 0.0, 0
-            if self.reward_scale is not None:
-                rew = self.reward_scale(rew, done)
-            # A time-limit truncation is not a failure: bootstrap with V(final obs, state after the step).
-            cut = np.nonzero(trunc & ~term)[0]
-            if len(cut) and "final_obs" in info:
-                fin = np.stack([np.asarray(info["final_obs"][i], np.float64) for i in cut])
-                with torch.no_grad():
-                    v = self.agent.value(torch.as_tensor(self.obs_rms.normalise(fin)), h_next[cut])
-                rew[cut] += cfg.gamma * v.numpy()
-            buf["rew"][t] = torch.as_tensor(rew, dtype=torch.float32)
-            # The dt that comes with the next obs: the simulated time of the step just taken; a reset obs
-            # (SAME_STEP autoreset) gets the nominal period, as the runtime's first tick does.
-            dt = np.where(done, self.dt0, info_dt(info, np.full(N, self.dt0)))
-            start, h = done.astype(np.float64), h_next
-            self.global_step += N
-        return buf, (obs_raw, h, start, dt)
-
-    def _advantages(self, buf: dict[str, torch.Tensor], carry: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    # -- advantages
+    def _advantages(self, got: Collected) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(lambda). buf["start"][t+1] says whether step t ended its episode."""
-        cfg = self.cfg
-        obs_raw, h, start, _ = carry
-        with torch.no_grad():
-            next_val = self.agent.value(torch.as_tensor(self.obs_rms.normalise(obs_raw)), h)
-        next_start = torch.as_tensor(start, dtype=torch.float32)
+        cfg, buf, next_val, next_start = self.cfg, got.buf, got.next_val, got.next_start
         adv = torch.zeros_like(buf["rew"])
         last = torch.zeros(cfg.n_envs)
         for t in reversed(range(cfg.n_steps)):
@@ -383,10 +328,6 @@ class Trainer:
         cfg = self.cfg
         per_update = cfg.n_envs * cfg.n_steps
         n_updates = math.ceil(cfg.steps / per_update)
-        obs_raw, _ = self.envs.reset(seed=cfg.seed + 1000 * self.update)  # a resumed run gets fresh episodes
-        carry = (obs_raw, torch.zeros(cfg.n_envs, self.agent.state_size), np.ones(cfg.n_envs),
-                 np.full(cfg.n_envs, self.dt0))
-        ep = {"ret": np.zeros(cfg.n_envs), "len": np.zeros(cfg.n_envs, int), "returns": [], "lengths": []}
         next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
         bar = _progress(n_updates * per_update, self.global_step, self.progress)
         t0 = time.time() - self.elapsed
@@ -394,15 +335,18 @@ class Trainer:
         try:
             if not self.ckpt_path.exists():  # a good checkpoint exists from the start (the NaN guard names it)
                 self._save(self.ckpt_path)
+            self.rollouts.start(cfg.seed + 1000 * self.update)  # a resumed run gets fresh episodes
             while self.update < n_updates:
                 if cfg.anneal_lr:
                     for g in self.opt.param_groups:
                         g["lr"] = cfg.lr * (1.0 - self.update / n_updates)
                 ts = time.time()
-                buf, carry = self._collect(carry, ep)
-                adv, ret = self._advantages(buf, carry)
+                got = self.rollouts.collect()
+                self.global_step += per_update
+                tl = time.time()
+                adv, ret = self._advantages(got)
                 try:
-                    stats = self._update(buf, adv, ret)
+                    stats = self._update(got.buf, adv, ret)
                 except _Diverged as exc:
                     raise TrainingError(f"{exc} at step {self.global_step}; stopped. The last good checkpoint is "
                                         f"{self.ckpt_path} (step {load_checkpoint(self.ckpt_path)['global_step']})") from None
@@ -411,10 +355,9 @@ class Trainer:
                 row = {"step": self.global_step, "update": self.update, "time_s": self.elapsed,
                        "sps": per_update / max(time.time() - ts, 1e-9), "lr": self.opt.param_groups[0]["lr"],
                        "log_std": self.agent.log_std.detach().mean().item(), **stats,
-                       "train_return": float(np.mean(ep["returns"])) if ep["returns"] else math.nan,
-                       "train_length": float(np.mean(ep["lengths"])) if ep["lengths"] else math.nan}
-                ep["returns"].clear()
-                ep["lengths"].clear()
+                       "train_return": float(np.mean(got.returns)) if got.returns else math.nan,
+                       "train_length": float(np.mean(got.lengths)) if got.lengths else math.nan,
+                       "rollout_s": tl - ts, "learn_s": time.time() - tl, "worker_restarts": got.restarts}
                 if self.global_step >= next_eval or self.update == n_updates:
                     next_eval += cfg.eval_every
                     last_eval = self.evaluate()
@@ -426,6 +369,9 @@ class Trainer:
                 self._save(self.ckpt_path)
                 bar.update(per_update)
                 bar.set_postfix_str(f"ret {row['train_return']:.1f} eval {last_eval[0]:.1f}±{last_eval[1]:.1f}")
+                if cfg.stop_eval is not None and last_eval[0] >= cfg.stop_eval:
+                    print(f"eval {last_eval[0]:.1f} >= stop-eval {cfg.stop_eval:g} at step {self.global_step}: stopped")
+                    break
         except KeyboardInterrupt:
             bar.close()
             print(f"\ninterrupted at step {self.global_step}: resume with --resume "
@@ -434,7 +380,7 @@ class Trainer:
         finally:
             bar.close()
             self.log.close()
-            self.envs.close()
+            self.rollouts.close()
             plot_learning_curve(self.csv_path, self.out / "learning_curve.png",
                                 f"{cfg.robot}: {cfg.cell.upper()} {cfg.units} units, seed {cfg.seed}")
         best = load_checkpoint(self.best_path) if self.best_path.exists() else None

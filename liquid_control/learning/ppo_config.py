@@ -52,6 +52,9 @@ class PPOConfig:
         "help": "train with each control period drawn from nominal * [1-j, 1+j]"})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N env steps"})
     eval_episodes: int = field(default=5, metadata={"help": "episodes per evaluation"})
+    stop_eval: float | None = field(default=None, metadata={
+        "help": "stop once an evaluation's mean return reaches this (the schedule stays that of --steps)",
+        "shown": "train the whole budget"})
     env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "cli": False, "help": "further options of the env (timestep, drop_prob, ...)"})
 
