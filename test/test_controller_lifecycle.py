@@ -263,10 +263,13 @@ def test_two_sensor_topics_twist_command_and_hold_behaviour(tmp_path, probe):
         probe.wait_for(lambda: (feed(True, float("nan")),
                                 sum(parse_debug(m, spec).status == 1 for m in debug.since(t_bad)) >= 5)[1],
                        10.0, "safe ticks on a NaN imu", node)
-        recs = [parse_debug(m, spec) for m in debug.since(t_bad)]
-        stepped_before = [r for r in recs if r.status == 0]
-        held = (stepped_before[-1] if stepped_before else last_good).command
-        safe = [r for r in recs if r.status == 1]
-        assert all(np.array_equal(r.command, held) for r in safe)
+        # Held: the command of the last stepped tick before the first safe one (that tick's record may have
+        # arrived before t_bad, so look from t).
+        recs = [parse_debug(m, spec) for m in debug.since(t)]
+        recs = recs[next(i for i, r in enumerate(recs) if r.status == 0):]  # after the missing-goal phase's
+        first_safe = next(i for i, r in enumerate(recs) if r.status == 1)
+        held = [r for r in recs[:first_safe] if r.status == 0][-1].command
+        safe = [r for r in recs[first_safe:] if r.status == 1]
+        assert all(np.array_equal(r.command, held) for r in safe), [(r.status, r.command.tolist()) for r in recs]
         assert not np.array_equal(held, [0.0, 0.0])
         node.wait_for_output(r"non-finite value in Imu.angular_velocity\[z\]", 5.0)
