@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 HELP = "train a liquid policy in MuJoCo with recurrent PPO"
+DEFAULT_WORKERS = 2  # --ray without --workers
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,9 +46,6 @@ def add_ray_arguments(g: argparse._ArgumentGroup) -> None:
                                                             f"(default: {DEFAULT_WORKERS})")
     g.add_argument("--envs-per-worker", type=int, metavar="M",
                    help="with --ray: envs of each worker; n-envs becomes N x M (default: n-envs / N)")
-
-
-DEFAULT_WORKERS = 2
 
 
 def ray_layout(args: argparse.Namespace) -> tuple[int, int, int]:
