@@ -140,7 +140,7 @@ def bench_throughput(steps: int, seed: int, rounds: int) -> dict[str, Any]:
                 secs[name] += time.perf_counter() - t0
                 done[name] += n
         for tr in runs.values():
-            tr.envs.close()
+            tr.rollouts.close()
     rows = [{"trainer": n, "env_steps": done[n], "seconds": round(secs[n], 2), "steps_per_s": done[n] / secs[n]}
             for n in names]
     ref = rows[2]["steps_per_s"]
@@ -157,19 +157,15 @@ def bench_throughput(steps: int, seed: int, rounds: int) -> dict[str, Any]:
 
 def _run_updates(tr: Trainer, n: int) -> None:
     """n PPO updates of a Trainer without its eval/checkpoint/export bookkeeping (pure training speed)."""
-    import torch
-
-    cfg = tr.cfg
-    if not hasattr(tr, "_carry"):
-        obs, _ = tr.envs.reset(seed=cfg.seed)
-        tr._carry = (obs, torch.zeros(cfg.n_envs, tr.agent.state_size), np.ones(cfg.n_envs),
-                     np.full(cfg.n_envs, tr.dt0))
-        tr._ep = {"ret": np.zeros(cfg.n_envs), "len": np.zeros(cfg.n_envs, int), "returns": [], "lengths": []}
+    if not getattr(tr, "_started", False):
+        tr.rollouts.start(tr.cfg.seed)
+        tr._started = True
     for _ in range(n):
-        buf, tr._carry = tr._collect(tr._carry, tr._ep)
-        adv, ret = tr._advantages(buf, tr._carry)
-        tr._update(buf, adv, ret)
+        got = tr.rollouts.collect()
+        adv, ret = tr._advantages(got)
+        tr._update(got.buf, adv, ret)
         tr.update += 1
+        tr.global_step += tr.cfg.n_envs * tr.cfg.n_steps
 
 
 def first_step_reaching(csv_path: Path, threshold: float) -> int | None:
