@@ -117,6 +117,16 @@ def walk(model, seeds) -> list[dict]:
     return out
 
 
+def test_the_shipped_policy_walks_at_the_command():
+    """policies/quadruped.onnx on eval's first seed: 10 s without a fall, within 20% of 0.5 m/s, heading
+    straight (python test/test_quadruped.py runs eval's 20 seeds)."""
+    from liquid_control.core.resources import default_policy_path
+
+    (row,) = walk(default_policy_path("quadruped"), [0])
+    assert row["walked"] and row["steps"] == 500, row
+    assert abs(row["vy"]) < 0.2 * COMMAND, row
+
+
 if __name__ == "__main__":  # python test/test_quadruped.py [MODEL] [EPISODES]: the criterion over eval's seeds
     import sys
 
