@@ -24,6 +24,22 @@ def test_demo_balances_the_cartpole_for_20_s_of_sim_time(tmp_path):
     assert (out / "demo.png").stat().st_size > 10_000
 
 
+def test_demo_hops_forward_at_125_hz_through_the_node(tmp_path):
+    """The shipped hopper policy through the node at Hopper-v5's 125 Hz: no fall, forward motion scored
+    from the traced states, and the node's actions are the policy's."""
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "liquid_control.cli", "demo", "--robot", "hopper",
+                           "--duration", "3", "--out", str(out), "--domain", os.environ["ROS_DOMAIN_ID"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["success"] is True and summary["failed_at_s"] is None
+    assert abs(summary["achieved_rate_hz"] - 125.0) < 0.5 and summary["safe_ticks"] == 0
+    # 375 steps of +1 alive; the rest is forward velocity (Hopper-v5's reward): it moved forward
+    assert summary["return"] > 2 * 375, summary["return"]
+    assert summary["node_vs_offline_policy_max_abs_action_diff"] < 1e-5
+
+
 def test_demo_rejects_a_bad_duration(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "liquid_control.cli", "demo", "--duration", "-1",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)

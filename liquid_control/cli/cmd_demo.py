@@ -149,6 +149,26 @@ def _parse(debug: list[np.ndarray], obs_size: int, action_size: int) -> list[dic
     return out
 
 
+def _qpos_labels(spec: Any) -> list[tuple[int, str]]:
+    """(qpos index, label) of each hinge and slide joint of the robot's model, and of a free joint's x, y, z
+    (its orientation quaternion is left out of the plot)."""
+    import mujoco
+
+    from liquid_control.sim.env import SpecEnv
+
+    env = SpecEnv(spec.source)
+    m = env.model
+    out = []
+    for j in range(m.njnt):
+        name, adr, kind = m.joint(j).name or f"joint{j}", int(m.jnt_qposadr[j]), int(m.jnt_type[j])
+        if kind == int(mujoco.mjtJoint.mjJNT_FREE):
+            out += [(adr + k, f"{name}.{axis}") for k, axis in enumerate("xyz")]
+        elif kind in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            out.append((adr, name))
+    env.close()
+    return out
+
+
 def _plot(path: Path, spec: Any, trace: dict[str, list], records: list[dict[str, Any]], states: np.ndarray) -> None:
     import matplotlib
 
@@ -158,10 +178,9 @@ def _plot(path: Path, spec: Any, trace: dict[str, list], records: list[dict[str,
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     t = np.asarray(trace["t"])
     qpos = np.asarray(trace["qpos"])
-    labels = ([f"position[{n}]" for e in spec.observation if e.field == "position" for n in e.names]
-              or [f"qpos[{i}]" for i in range(qpos.shape[1])])
-    for i in range(min(qpos.shape[1], len(labels))):
-        axes[0].plot(t, qpos[:, i], label=labels[i])
+    for i, label in _qpos_labels(spec):
+        if i < qpos.shape[1]:
+            axes[0].plot(t, qpos[:, i], label=label)
     if spec.name.startswith("cartpole"):
         for s in (-0.2, 0.2):  # the task's failure bound on the hinge angle
             axes[0].axhline(s, color="tab:orange", lw=0.8, ls="--", label="hinge limit" if s > 0 else None)
