@@ -103,6 +103,22 @@ class _Recurrent(nn.Module):
     def step(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def unroll(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor,
+               start: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Time-major steps with episode resets, as PPO's TBPTT re-runs them: x (T, B, I), h (B, N), dt (T, B, 1),
+        start (T, B) float, 1.0 where a sample begins an episode (its state is zeroed before the step: the state
+        is multiplied by 1 - start) -> y (T, B, out), h_T (B, N).
+
+        This is the plain reference; CfC overrides it with a faster loop that computes the same numbers.
+        """
+        ys = []
+        for t in range(x.shape[0]):
+            if start is not None:
+                h = h * (1.0 - start[t])[:, None]
+            y, h = self.step(x[t], h, dt[t])
+            ys.append(y)
+        return torch.stack(ys), h
+
 
 # ----------------------------------------------------------------------------------------------- CfC
 
@@ -163,15 +179,19 @@ class CfCLayer(nn.Module):
         z = torch.cat([x, h], dim=1)
         if self.backbone is not None:
             z = self.backbone(z)
-        heads = F.linear(z, self.head_weight(), self.heads.bias)
-        if self.mode == "pure":
-            return -self.A * torch.exp(-dt * (torch.abs(self.w_tau) + torch.abs(heads))) * heads + self.A
-        ff1, ff2, t_a, t_b = heads.chunk(4, dim=1)
-        ff1, ff2 = torch.tanh(ff1), torch.tanh(ff2)
-        t_interp = torch.sigmoid(t_a * dt + t_b)
-        if self.mode == "no_gate":
-            return ff1 + t_interp * ff2
-        return ff1 * (1.0 - t_interp) + t_interp * ff2
+        return _cfc_state(self, F.linear(z, self.head_weight(), self.heads.bias), dt)
+
+
+def _cfc_state(layer: Any, heads: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+    """A CfC layer's new state from its fused heads (B, 4N; pure mode: ff1, B x N); `layer` has mode, A, w_tau."""
+    if layer.mode == "pure":
+        return -layer.A * torch.exp(-dt * (torch.abs(layer.w_tau) + torch.abs(heads))) * heads + layer.A
+    ff1, ff2, t_a, t_b = heads.chunk(4, dim=1)
+    ff1, ff2 = torch.tanh(ff1), torch.tanh(ff2)
+    t_interp = torch.sigmoid(t_a * dt + t_b)
+    if layer.mode == "no_gate":
+        return ff1 + t_interp * ff2
+    return ff1 * (1.0 - t_interp) + t_interp * ff2
 
 
 class CfC(_Recurrent):
@@ -245,6 +265,63 @@ class CfC(_Recurrent):
         if self.proj is not None:
             y = self.proj(y)
         return y, h_new
+
+    def unroll(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor,
+               start: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_Recurrent.unroll`, bit for bit (forward and gradients), with less work per step: the weights are
+        transposed (and masked) once per sequence instead of once per step, as F.linear would, and the modules'
+        call machinery is bypassed. A reset (h * (1 - start)) is skipped at steps where no sample starts an
+        episode, where it would multiply by exactly 1. Dropout in the backbone takes the plain loop."""
+        if any(isinstance(m, nn.Dropout) for layer in self.layers if layer.backbone is not None
+               for m in layer.backbone):
+            return super().unroll(x, h, dt, start)
+        if self.dt_scale != 1.0:
+            dt = dt * self.dt_scale
+        from liquid_control.learning import cfc_sequence
+
+        if cfc_sequence.supports(self):
+            return cfc_sequence.unroll(self, x, h, dt, start)
+        layers = [_UnrolledCfCLayer(layer) for layer in self.layers]
+        proj = None if self.proj is None else (self.proj.weight.t(), self.proj.bias)
+        keep = None if start is None else 1.0 - start
+        resets = [False] * x.shape[0] if start is None else start.any(dim=1).tolist()
+        ys = []
+        for t in range(x.shape[0]):
+            if resets[t]:
+                h = h * keep[t][:, None]
+            if len(layers) == 1:
+                y = h = layers[0](x[t], h, dt[t])
+            else:
+                states, y = [], x[t]
+                for layer, h_l in zip(layers, h.split(self.layer_sizes, dim=1)):
+                    y = layer(y, h_l, dt[t])
+                    states.append(y)
+                h = torch.cat(states, dim=1)
+            if proj is not None:
+                y = torch.addmm(proj[1], y, proj[0])
+            ys.append(y)
+        return torch.stack(ys), h
+
+
+class _UnrolledCfCLayer:
+    """CfCLayer.forward with its weights transposed once (torch.addmm(b, z, W.t()) is what F.linear runs)."""
+
+    def __init__(self, layer: CfCLayer):
+        self.mode = layer.mode
+        self.backbone = []  # (W.t(), b, activation) per backbone layer
+        if layer.backbone is not None:
+            mods = list(layer.backbone)
+            for lin, act in zip(mods[0::2], mods[1::2]):
+                self.backbone.append((lin.weight.t(), lin.bias, act.forward))
+        self.heads = (layer.head_weight().t(), layer.heads.bias)
+        if self.mode == "pure":
+            self.A, self.w_tau = layer.A, layer.w_tau
+
+    def __call__(self, x: torch.Tensor, h: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x, h], dim=1)
+        for w_t, b, act in self.backbone:
+            z = act(torch.addmm(b, z, w_t))
+        return _cfc_state(self, torch.addmm(self.heads[1], z, self.heads[0]), dt)
 
 
 # ----------------------------------------------------------------------------------------------- LTC

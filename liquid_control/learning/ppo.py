@@ -104,7 +104,8 @@ class Agent(nn.Module):
         return self.actor.step(x, h, dt)
 
     def dist(self, mean: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+        # No argument validation: it checks every sample's support on each call and changes no number.
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
 
 
 def restore_agent(state: dict[str, Any], source: Path | str) -> tuple[PPOConfig, Agent, RunningMeanStd]:
@@ -181,7 +182,7 @@ class Trainer:
             self.agent, self.obs_rms = Agent(cfg, self.obs_size, self.action_size), RunningMeanStd(self.obs_size)
         else:
             _, self.agent, self.obs_rms = restore_agent(saved, self.ckpt_path)
-        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5, foreach=True)
         self.reward_scale = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
         self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
         self.global_step, self.update, self.best_eval = 0, 0, -math.inf
@@ -220,6 +221,8 @@ class Trainer:
     def _resume(self, st: dict[str, Any]) -> None:
         """The optimiser, counters and random state of checkpoint `st` (weights: restore_agent)."""
         self.opt.load_state_dict(st["opt"])
+        for g in self.opt.param_groups:  # a checkpoint's groups carry their own (older: None) foreach setting
+            g["foreach"] = True
         if self.reward_scale is not None and st.get("reward_scale"):
             self.reward_scale.load_state_dict(st["reward_scale"])
         self.global_step, self.update = int(st["global_step"]), int(st["update"])
@@ -264,19 +267,16 @@ class Trainer:
             kls = []
             for k in range(cfg.minibatches):
                 idx = perm[k * mb:(k + 1) * mb]
-                h = h0[idx]
-                means = []
-                for t in range(L):  # re-run the cell through the chunk: truncated BPTT
-                    h = h * (1.0 - b["start"][t, idx])[:, None]
-                    mean, h = self.agent.act(b["obs"][t, idx], h, b["dt"][t, idx])
-                    means.append(mean)
-                d = self.agent.dist(torch.stack(means))
+                obs = b["obs"][:, idx]
+                # re-run the cell through the chunk from its stored state: truncated BPTT
+                means, _ = self.agent.actor.unroll(obs, h0[idx], b["dt"][:, idx], b["start"][:, idx])
+                d = self.agent.dist(means)
                 logp = d.log_prob(b["act"][:, idx]).sum(-1)
                 ratio = (logp - b["logp"][:, idx]).exp()
                 a = b_adv[:, idx]
                 a = (a - a.mean()) / (a.std() + 1e-8)
                 pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-                v = self.agent.value(b["obs"][:, idx], b["h"][:, idx])
+                v = self.agent.value(obs, b["h"][:, idx])
                 v_loss = 0.5 * (v - b_ret[:, idx]).pow(2).mean()
                 entropy = d.entropy().sum(-1).mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
@@ -286,19 +286,20 @@ class Trainer:
                 self.opt.zero_grad()
                 loss.backward()
                 # Actor and critic are clipped apart: a large value error must not shrink the actor's step.
-                gn = nn.utils.clip_grad_norm_(self.actor_params, cfg.max_grad_norm)
-                gn_critic = nn.utils.clip_grad_norm_(self.agent.critic.parameters(), cfg.max_grad_norm)
+                gn = nn.utils.clip_grad_norm_(self.actor_params, cfg.max_grad_norm, foreach=True)
+                gn_critic = nn.utils.clip_grad_norm_(self.agent.critic.parameters(), cfg.max_grad_norm, foreach=True)
                 for norm in (gn, gn_critic):
                     if not torch.isfinite(norm) or norm > GRAD_EXPLODED:
                         raise _Diverged(f"the gradient norm exploded to {norm.item():.3g}")
                 self.opt.step()
                 with torch.no_grad():
                     log_ratio = logp - b["logp"][:, idx]
-                    kl = ((ratio - 1) - log_ratio).mean().item()
-                kls.append(kl)
-                for key, val in (("pg_loss", pg_loss.item()), ("v_loss", v_loss.item()),
-                                 ("entropy", entropy.item()), ("approx_kl", kl), ("grad_norm", gn.item()),
-                                 ("clip_frac", ((ratio - 1).abs() > cfg.clip).float().mean().item())):
+                    kl = ((ratio - 1) - log_ratio).mean()
+                    clip_frac = ((ratio - 1).abs() > cfg.clip).float().mean()
+                    # one conversion to Python floats for all of them (each .item() is a call of its own)
+                    vals = torch.stack([pg_loss, v_loss, entropy, kl, gn, clip_frac]).tolist()
+                kls.append(vals[3])
+                for key, val in zip(("pg_loss", "v_loss", "entropy", "approx_kl", "grad_norm", "clip_frac"), vals):
                     stats[key].append(val)
             if cfg.target_kl is not None and np.mean(kls) > cfg.target_kl:
                 break
