@@ -81,25 +81,32 @@ class Rollout:
 
     def collect(self) -> Collected:
         """cfg.n_steps steps of the n envs into the buffers."""
+        with torch.no_grad():
+            return self._collect()
+
+    def _collect(self) -> Collected:
         cfg, N, T, agent = self.cfg, self.n, self.cfg.n_steps, self.agent
         obs_raw, h, start, dt = self.carry
+        # The inputs live in numpy buffers (written there, read by torch through from_numpy views, no copies);
+        # what the policy computes goes into torch ones.
+        obs_b, start_b = np.zeros((T, N, self.obs_size), np.float32), np.zeros((T, N), np.float32)
+        dt_b, rew_b = np.zeros((T, N, 1), np.float32), np.zeros((T, N), np.float32)
         buf = {k: torch.zeros((T, N) + s) for k, s in {
-            "obs": (self.obs_size,), "act": (self.action_size,), "logp": (), "val": (), "rew": (),
-            "start": (), "dt": (1,), "h": (agent.state_size,)}.items()}
+            "act": (self.action_size,), "logp": (), "val": (), "h": (agent.state_size,)}.items()}
         returns, lengths = [], []
         for t in range(T):
             self.obs_rms.update(obs_raw)
-            x = torch.as_tensor(self.obs_rms.normalise(obs_raw))
-            start_t = torch.as_tensor(start, dtype=torch.float32)
-            h = h * (1.0 - start_t)[:, None]  # an episode starts from a fresh (zero) state
-            dt_t = torch.as_tensor(dt, dtype=torch.float32)[:, None]
-            with torch.no_grad():
-                mean, h_next = agent.act(x, h, dt_t)
-                d = agent.dist(mean)
-                a = d.sample()
-                buf["logp"][t] = d.log_prob(a).sum(-1)
-                buf["val"][t] = agent.value(x, h)
-            buf["obs"][t], buf["act"][t], buf["start"][t], buf["dt"][t], buf["h"][t] = x, a, start_t, dt_t, h
+            obs_b[t] = self.obs_rms.normalise(obs_raw)
+            start_b[t], dt_b[t, :, 0] = start, dt
+            x, dt_t = torch.from_numpy(obs_b[t]), torch.from_numpy(dt_b[t])
+            if start.any():  # an episode starts from a fresh (zero) state
+                h = h * (1.0 - torch.from_numpy(start_b[t]))[:, None]
+            mean, h_next = agent.act(x, h, dt_t)
+            d = agent.dist(mean)
+            a = d.sample()
+            buf["logp"][t] = d.log_prob(a).sum(-1)
+            buf["val"][t] = agent.value(x, h)
+            buf["act"][t], buf["h"][t] = a, h
 
             obs_raw, rew, term, trunc, info = self.envs.step(np.clip(a.numpy(), -1.0, 1.0))
             rew, term, trunc = np.asarray(rew, np.float64), np.asarray(term), np.asarray(trunc)
@@ -116,17 +123,17 @@ class Rollout:
             cut = np.nonzero(trunc & ~term)[0]
             if len(cut) and "final_obs" in info:
                 fin = np.stack([np.asarray(info["final_obs"][i], np.float64) for i in cut])
-                with torch.no_grad():
-                    v = agent.value(torch.as_tensor(self.obs_rms.normalise(fin)), h_next[cut])
+                v = agent.value(torch.as_tensor(self.obs_rms.normalise(fin)), h_next[cut])
                 rew[cut] += cfg.gamma * v.numpy()
-            buf["rew"][t] = torch.as_tensor(rew, dtype=torch.float32)
+            rew_b[t] = rew
             # The dt that comes with the next obs: the simulated time of the step just taken; a reset obs
             # (SAME_STEP autoreset) gets the nominal period, as the runtime's first tick does.
             dt = np.where(done, self.dt0, info_dt(info, np.full(N, self.dt0)))
             start, h = done.astype(np.float64), h_next
         self.carry = (obs_raw, h, start, dt)
-        with torch.no_grad():
-            next_val = agent.value(torch.as_tensor(self.obs_rms.normalise(obs_raw)), h)
+        next_val = agent.value(torch.as_tensor(self.obs_rms.normalise(obs_raw)), h)
+        buf.update(obs=torch.from_numpy(obs_b), start=torch.from_numpy(start_b), dt=torch.from_numpy(dt_b),
+                   rew=torch.from_numpy(rew_b))
         return Collected(buf, next_val, torch.as_tensor(start, dtype=torch.float32), returns, lengths)
 
     def close(self) -> None:
