@@ -44,20 +44,23 @@ class CfCSequence(torch.autograd.Function):
                 resets: list[bool], w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 wp: torch.Tensor, bp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w1t, w2t, wpt = w1.t(), w2.t(), wp.t()
+        # The constants as 0-dim tensors of x's dtype: a Python number is converted (one more op) at every use,
+        # to the same value.
+        k_in, k_out, one = (x.new_tensor(c) for c in (0.666, 1.7159, 1.0))
         zs, us, bbs, f1s, f2s, ss, hs, ys = [], [], [], [], [], [], [], []
         for t in range(x.shape[0]):
             if resets[t]:
                 h = h * keep[t]
             z = torch.cat([x[t], h], dim=1)
-            u = torch.tanh(0.666 * torch.addmm(b1, z, w1t))
-            bb = 1.7159 * u
+            u = torch.tanh(k_in * torch.addmm(b1, z, w1t))
+            bb = k_out * u
             ff1, ff2, t_a, t_b = torch.addmm(b2, bb, w2t).chunk(4, dim=1)
             f1, f2 = torch.tanh(ff1), torch.tanh(ff2)
             s = torch.sigmoid(t_a * dt[t] + t_b)
-            h = f1 * (1.0 - s) + s * f2
+            h = f1 * (one - s) + s * f2
             ys.append(torch.addmm(bp, h, wpt))
             zs.append(z), us.append(u), bbs.append(bb), f1s.append(f1), f2s.append(f2), ss.append(s), hs.append(h)
-        ctx.resets, ctx.n_in = resets, x.shape[2]
+        ctx.resets, ctx.n_in, ctx.consts = resets, x.shape[2], (k_in, k_out, one)
         ctx.set_materialize_grads(False)  # h_T unused (PPO): no zeros to add
         ctx.save_for_backward(dt, keep if keep is not None else dt.new_empty(0), w1, w2, wp,
                               *[torch.stack(v) for v in (zs, us, bbs, f1s, f2s, ss, hs)])
@@ -66,7 +69,7 @@ class CfCSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor, gh_last: torch.Tensor | None) -> tuple[Any, ...]:
         dt, keep, w1, w2, wp, zs, us, bbs, f1s, f2s, ss, hs = ctx.saved_tensors
-        resets, n_in = ctx.resets, ctx.n_in
+        resets, n_in, (k_in, k_out, one) = ctx.resets, ctx.n_in, ctx.consts
         gw1 = gb1 = gw2 = gb2 = gwp = gbp = None
         gh_next = gh_last  # the gradient reaching h_t from step t+1 (or from the output h_T)
         for t in reversed(range(gy.shape[0])):
@@ -76,9 +79,9 @@ class CfCSequence(torch.autograd.Function):
             f1, f2, s = f1s[t], f2s[t], ss[t]
             g_s = -(gh * f1) + gh * f2  # through 1 - s and through s * f2
             g_pre = _sigmoid_bwd(g_s, s)
-            gheads = torch.cat([_tanh_bwd(gh * (1.0 - s), f1), _tanh_bwd(gh * s, f2), g_pre * dt[t], g_pre], dim=1)
+            gheads = torch.cat([_tanh_bwd(gh * (one - s), f1), _tanh_bwd(gh * s, f2), g_pre * dt[t], g_pre], dim=1)
             gw2, gb2 = _acc(gw2, gheads.t().mm(bbs[t])), _acc(gb2, gheads.sum(0))
-            ga = _tanh_bwd(gheads.mm(w2) * 1.7159, us[t]) * 0.666
+            ga = _tanh_bwd(gheads.mm(w2) * k_out, us[t]) * k_in
             gw1, gb1 = _acc(gw1, ga.t().mm(zs[t])), _acc(gb1, ga.sum(0))
             gh_next = ga.mm(w1)[:, n_in:]
             if resets[t]:
