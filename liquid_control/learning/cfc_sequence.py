@@ -47,16 +47,18 @@ class CfCSequence(torch.autograd.Function):
         # The constants as 0-dim tensors of x's dtype: a Python number is converted (one more op) at every use,
         # to the same value.
         k_in, k_out, one = (x.new_tensor(c) for c in (0.666, 1.7159, 1.0))
+        # unbind: all the per-step views in one call (Python indexing per step costs more than the math)
+        xs, dts, keeps = x.unbind(0), dt.unbind(0), keep.unbind(0) if any(resets) else None
         zs, us, bbs, f1s, f2s, ss, hs, ys = [], [], [], [], [], [], [], []
         for t in range(x.shape[0]):
             if resets[t]:
-                h = h * keep[t]
-            z = torch.cat([x[t], h], dim=1)
+                h = h * keeps[t]
+            z = torch.cat([xs[t], h], dim=1)
             u = torch.tanh(k_in * torch.addmm(b1, z, w1t))
             bb = k_out * u
             ff1, ff2, t_a, t_b = torch.addmm(b2, bb, w2t).chunk(4, dim=1)
             f1, f2 = torch.tanh(ff1), torch.tanh(ff2)
-            s = torch.sigmoid(t_a * dt[t] + t_b)
+            s = torch.sigmoid(t_a * dts[t] + t_b)
             h = f1 * (one - s) + s * f2
             ys.append(torch.addmm(bp, h, wpt))
             zs.append(z), us.append(u), bbs.append(bb), f1s.append(f1), f2s.append(f2), ss.append(s), hs.append(h)
@@ -68,24 +70,26 @@ class CfCSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor, gh_last: torch.Tensor | None) -> tuple[Any, ...]:
-        dt, keep, w1, w2, wp, zs, us, bbs, f1s, f2s, ss, hs = ctx.saved_tensors
+        dt, keep, w1, w2, wp, *stacks = ctx.saved_tensors
         resets, n_in, (k_in, k_out, one) = ctx.resets, ctx.n_in, ctx.consts
+        zs, us, bbs, f1s, f2s, ss, hs = (v.unbind(0) for v in stacks)
+        gys, dts, keeps = gy.unbind(0), dt.unbind(0), keep.unbind(0) if any(resets) else None
         gw1 = gb1 = gw2 = gb2 = gwp = gbp = None
         gh_next = gh_last  # the gradient reaching h_t from step t+1 (or from the output h_T)
         for t in reversed(range(gy.shape[0])):
-            g = gy[t]
+            g = gys[t]
             gwp, gbp = _acc(gwp, g.t().mm(hs[t])), _acc(gbp, g.sum(0))
             gh = g.mm(wp) if gh_next is None else g.mm(wp) + gh_next
             f1, f2, s = f1s[t], f2s[t], ss[t]
             g_s = -(gh * f1) + gh * f2  # through 1 - s and through s * f2
             g_pre = _sigmoid_bwd(g_s, s)
-            gheads = torch.cat([_tanh_bwd(gh * (one - s), f1), _tanh_bwd(gh * s, f2), g_pre * dt[t], g_pre], dim=1)
+            gheads = torch.cat([_tanh_bwd(gh * (one - s), f1), _tanh_bwd(gh * s, f2), g_pre * dts[t], g_pre], dim=1)
             gw2, gb2 = _acc(gw2, gheads.t().mm(bbs[t])), _acc(gb2, gheads.sum(0))
             ga = _tanh_bwd(gheads.mm(w2) * k_out, us[t]) * k_in
             gw1, gb1 = _acc(gw1, ga.t().mm(zs[t])), _acc(gb1, ga.sum(0))
             gh_next = ga.mm(w1)[:, n_in:]
             if resets[t]:
-                gh_next = gh_next * keep[t]
+                gh_next = gh_next * keeps[t]
         return None, gh_next, None, None, None, gw1, gb1, gw2, gb2, gwp, gbp
 
 
