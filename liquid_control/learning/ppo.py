@@ -27,6 +27,7 @@ positions only) without coupling the losses, and bootstrapping a truncated episo
 """
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import time
@@ -182,9 +183,13 @@ class Trainer:
             self.agent, self.obs_rms = Agent(cfg, self.obs_size, self.action_size), RunningMeanStd(self.obs_size)
         else:
             _, self.agent, self.obs_rms = restore_agent(saved, self.ckpt_path)
-        self.opt = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5, foreach=True)
+        # The PPO update runs on `learner`: the agent itself, or with --device its copy on that device, whose
+        # weights come back to the CPU agent after every update (rollouts, evaluation and checkpoints read it).
+        self.device = learner_device(cfg.device)
+        self.learner = self.agent if self.device is None else copy.deepcopy(self.agent).to(self.device)
+        self.opt = torch.optim.Adam(self.learner.parameters(), lr=cfg.lr, eps=1e-5, foreach=True)
         self.reward_scale = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward else None
-        self.actor_params = [*self.agent.actor.parameters(), self.agent.log_std]
+        self.actor_params = [*self.learner.actor.parameters(), self.learner.log_std]
         self.global_step, self.update, self.best_eval = 0, 0, -math.inf
         self.elapsed = 0.0
         if saved is not None:
@@ -255,28 +260,29 @@ class Trainer:
         def chunks(x: torch.Tensor) -> torch.Tensor:  # (T, N, ...) -> (L, C*N, ...)
             return x.reshape(C, L, cfg.n_envs, *x.shape[2:]).transpose(0, 1).reshape(L, C * cfg.n_envs, *x.shape[2:])
 
-        b = {k: chunks(v) for k, v in buf.items()}
-        b_adv, b_ret = chunks(adv), chunks(ret)
+        agent, dev = self.learner, self.device or "cpu"
+        b = {k: chunks(v.to(dev)) for k, v in buf.items()}
+        b_adv, b_ret = chunks(adv.to(dev)), chunks(ret.to(dev))
         h0 = b["h"][0]  # stored state at each chunk's first step
         n_seq = C * cfg.n_envs
         mb = n_seq // cfg.minibatches
         stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac",
                                                          "grad_norm")}
         for _epoch in range(cfg.epochs):
-            perm = torch.randperm(n_seq)
+            perm = torch.randperm(n_seq).to(dev)  # drawn on the CPU: the same permutations on any device
             kls = []
             for k in range(cfg.minibatches):
                 idx = perm[k * mb:(k + 1) * mb]
                 obs = b["obs"][:, idx]
                 # re-run the cell through the chunk from its stored state: truncated BPTT
-                means, _ = self.agent.actor.unroll(obs, h0[idx], b["dt"][:, idx], b["start"][:, idx])
-                d = self.agent.dist(means)
+                means, _ = agent.actor.unroll(obs, h0[idx], b["dt"][:, idx], b["start"][:, idx])
+                d = agent.dist(means)
                 logp = d.log_prob(b["act"][:, idx]).sum(-1)
                 ratio = (logp - b["logp"][:, idx]).exp()
                 a = b_adv[:, idx]
                 a = (a - a.mean()) / (a.std() + 1e-8)
                 pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-                v = self.agent.value(obs, b["h"][:, idx])
+                v = agent.value(obs, b["h"][:, idx])
                 v_loss = 0.5 * (v - b_ret[:, idx]).pow(2).mean()
                 entropy = d.entropy().sum(-1).mean()
                 loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
@@ -287,7 +293,7 @@ class Trainer:
                 loss.backward()
                 # Actor and critic are clipped apart: a large value error must not shrink the actor's step.
                 gn = nn.utils.clip_grad_norm_(self.actor_params, cfg.max_grad_norm, foreach=True)
-                gn_critic = nn.utils.clip_grad_norm_(self.agent.critic.parameters(), cfg.max_grad_norm, foreach=True)
+                gn_critic = nn.utils.clip_grad_norm_(agent.critic.parameters(), cfg.max_grad_norm, foreach=True)
                 for norm in (gn, gn_critic):
                     if not torch.isfinite(norm) or norm > GRAD_EXPLODED:
                         raise _Diverged(f"the gradient norm exploded to {norm.item():.3g}")
@@ -303,6 +309,8 @@ class Trainer:
                     stats[key].append(val)
             if cfg.target_kl is not None and np.mean(kls) > cfg.target_kl:
                 break
+        if agent is not self.agent:
+            self.agent.load_state_dict(agent.state_dict())  # copies to the CPU
         return {k: float(np.mean(v)) for k, v in stats.items()}
 
     # -- evaluation and export
@@ -403,6 +411,20 @@ class Trainer:
             signal.signal(signal.SIGINT, old)
         if pending:
             raise KeyboardInterrupt
+
+
+def learner_device(name: str | None) -> torch.device | None:
+    """The torch device of --device, or None (the CPU agent itself); a one-line error when it is not there."""
+    if name is None:
+        return None
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {name}: torch sees no CUDA device (torch.cuda.is_available() is "
+                                f"false; this torch is {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 GRAD_EXPLODED = 1e6  # a pre-clipping gradient norm this large means the run has diverged

@@ -3,6 +3,7 @@ command line can be built from them without importing torch."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,10 @@ class PPOConfig:
         "help": "train with each control period drawn from nominal * [1-j, 1+j]"})
     eval_every: int = field(default=10_000, metadata={"help": "evaluate every N env steps"})
     eval_episodes: int = field(default=5, metadata={"help": "episodes per evaluation"})
+    device: str | None = field(default=None, metadata={
+        "help": "the torch device of the PPO update (cpu, cuda, cuda:N): the learner works on a copy of the agent "
+                "there; rollouts, evaluation, checkpoints and export stay on the CPU",
+        "shown": "the CPU, one copy of the agent"})
     stop_eval: float | None = field(default=None, metadata={
         "help": "stop once an evaluation's mean return reaches this (the schedule stays that of --steps)",
         "shown": "train the whole budget"})
@@ -61,6 +66,8 @@ class PPOConfig:
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise TrainingError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise TrainingError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         positive = {"units": self.units, "steps": self.steps, "n_envs": self.n_envs, "n_steps": self.n_steps,
                     "tbptt": self.tbptt, "epochs": self.epochs, "minibatches": self.minibatches,
                     "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
