@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_balances_the_cartpole_for_20_s_of_sim_time(tmp_path):
     out = tmp_path / "demo"
@@ -45,3 +47,19 @@ def test_demo_rejects_a_bad_duration(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--duration must be positive" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_score_is_per_control_period_at_any_trace_rate():
+    """Lockstep traces a state per control period, realtime per sensor sample: the same second of a balanced
+    cart-pole (+1 per 0.04 s period) scores 25 either way."""
+    from liquid_control.cli.cmd_demo import _score
+
+    for step in (0.04, 0.004):
+        n = round(1.0 / step) + 1
+        trace = {"t": [i * step for i in range(n)], "qpos": [[0.0, 0.0]] * n, "qvel": [[0.0, 0.0]] * n,
+                 "command": [[0.0]] * n}
+        score = _score("cartpole", trace, 0.04)
+        assert score["return"] == pytest.approx(25.0) and score["failed_at"] is None
+    trace["qpos"] = [[0.0, 0.0]] * 100 + [[0.0, 0.3]] * (n - 100)  # the pole past 0.2 rad from t = 0.4 s
+    score = _score("cartpole", trace, 0.04)
+    assert score["failed_at"] == pytest.approx(0.4) and score["return"] == pytest.approx(9.9)  # 99 steps of 0.004 s

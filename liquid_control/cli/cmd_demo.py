@@ -92,7 +92,9 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
 
     The first traced state starts the episode; each later one is scored as the step from the one before
     (its command, the sim time between them), so terms that difference states (forward velocity, action
-    rate) see the motion the sim made."""
+    rate) see the motion the sim made. Each reward is weighted by that time over the control period, so the
+    return is per control step whether states were traced at the control rate (lockstep) or the sensor rate
+    (realtime)."""
     import mujoco
 
     from liquid_control.sim.env import SpecEnv
@@ -105,9 +107,10 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
     for (t_before, *_), (t, qpos, qvel, cmd) in zip(rows, rows[1:]):
         env.data.qpos[:], env.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(env.model, env.data)
-        reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64), (t - t_before) or period)
+        dt = (t - t_before) or period
+        reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64), dt)
         if failed_at is None:  # the return of the episode the task would have ended there
-            total += reward
+            total += reward * dt / period  # per control period: realtime mode traces at the sensor rate
             if terminated:
                 failed_at = float(t)
     env.close()
