@@ -50,6 +50,7 @@ from typing import Any, Callable
 import numpy as np
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -70,6 +71,7 @@ from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
 LOG_EVERY_S = 2.0  # the same kind of trouble is logged at most this often
+SHUTDOWN_ACK_S = 1.0  # at shutdown, how long the safe command may wait for its acknowledgements
 
 
 def _refusing_impossible_transitions(node: LifecycleNode, callback: Callable[[Any, Any], Any]) -> Callable:
@@ -253,6 +255,9 @@ class LiquidController(LifecycleNode):
         if self._active:
             self._stop_loop()
             self._publish_command(self.law.stop())
+            # The process ends next: give the reliable command time to be acknowledged by its subscribers, or a
+            # driver may never hear the safe value (a writer destroyed before the ack drops its history).
+            self._cmd_pub.wait_for_all_acked(Duration(seconds=SHUTDOWN_ACK_S))
         self._release()
         return super().on_shutdown(state)
 
