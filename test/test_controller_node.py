@@ -167,13 +167,16 @@ def test_limits_clamp_every_command(ctl):
     assert any(abs(c) == LIMIT for c in published)  # the clamped values really go out on the topic
 
 
-def _completed_ramp(recs: list, after: float = -1.0) -> list | None:
+def _completed_ramp(recs: list, after: float = -1.0, from_safe: bool = True) -> list | None:
     """The first soft-start ramp in `recs` that ran to completion: consecutive (by seq) stepped records from
     one that started from a zeroed hidden state, until their dts add up past the soft-start time. A ramp
     cut short (a streamer stall on a loaded machine faults the node, which then starts a new ramp) is
-    skipped; so are ramps that began before loop time `after`. None if no ramp has completed yet."""
+    skipped; so are ramps that began before loop time `after`, and with `from_safe` ramps right after a
+    stepped tick (a stall longer than the dt-gap bound restarts the state, and its ramp starts from the last
+    command, not from the safe value). None if no ramp has completed yet."""
+    stepped = {r.seq for r in recs if r.status == 0} if from_safe else set()
     for i, r in enumerate(recs):
-        if not (r.fresh and r.status == 0) or r.time < after:
+        if not (r.fresh and r.status == 0) or r.time < after or r.seq - 1 in stepped:
             continue
         run, elapsed = [], 0.0
         for q in recs[i:]:
@@ -298,9 +301,10 @@ def test_reset_service_zeroes_hidden_state(ctl):
     t_reset = time.monotonic()
     res = ctl.probe.call(Trigger, f"/{NODE}/reset", Trigger.Request())
     assert res.success and "zeroed" in res.message and "soft start" in res.message
-    recs = ctl.wait_records(lambda rs: _completed_ramp(rs, t_reset) is not None, 15.0, "a soft start after ~/reset",
+    recs = ctl.wait_records(lambda rs: _completed_ramp(rs, t_reset, from_safe=False) is not None, 15.0,
+                            "a soft start after ~/reset",
                             t_reset - 0.5)
-    run = _completed_ramp(recs, t_reset)
+    run = _completed_ramp(recs, t_reset, from_safe=False)
     r = run[0]
     before = [q for q in recs if q.seq == r.seq - 1]
     assert before and before[0].status == 0, "the ramp after ~/reset does not follow normal control"
