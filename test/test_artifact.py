@@ -138,6 +138,22 @@ def test_corrupt_bytes(tmp_path, content):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("data_type, why", [(29, "KeyError 29"), (0, "UNDEFINED")])
+def test_an_initializer_of_a_damaged_element_type_is_one_line(tmp_path, model, data_type, why):
+    """A flipped byte in an initializer's data_type (found by the long fuzz run): onnx raises KeyError or
+    TypeError, which must come out as one ArtifactError naming the tensor."""
+    import onnx
+
+    m = onnx.load(str(model[0]))
+    t = next(t for t in m.graph.initializer if t.name == "obs_std")
+    t.data_type = data_type
+    path = tmp_path / "damaged.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(ArtifactError, match=rf"initializer 'obs_std' does not read as a tensor .*{why}") as info:
+        read_artifact(path)
+    assert "\n" not in str(info.value)
+
+
 def test_truncated_file(tmp_path, model):
     path = model[0]
     data = path.read_bytes()

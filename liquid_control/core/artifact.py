@@ -269,10 +269,20 @@ class Artifact:
         return int(sum(v.size for v in self.params.values()))
 
 
+def _tensor(t: Any) -> np.ndarray:
+    """An initializer as float32; ValueError (one line) for one whose element type is damaged or unknown."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(t).astype(np.float32, copy=False)
+    except (KeyError, TypeError, ValueError) as exc:  # onnx: an unknown data_type code, UNDEFINED, bad sizes
+        raise ValueError(f"initializer {t.name!r} does not read as a tensor (data_type {t.data_type}: "
+                         f"{type(exc).__name__} {exc})") from None
+
+
 def read_artifact(path: str | Path) -> Artifact:
     """Load and validate an artifact. Every failure is one ArtifactError naming what and where."""
     import onnx
-    from onnx import numpy_helper
 
     from liquid_control.core.errors import LiquidControlError
     from liquid_control.core.outputs import regular_file
@@ -313,8 +323,7 @@ def read_artifact(path: str | Path) -> Artifact:
     try:
         check_cfg(cfg)
         wanted = set(param_shapes(cfg))
-        params = {t.name: numpy_helper.to_array(t).astype(np.float32, copy=False)
-                  for t in model.graph.initializer if t.name in wanted}
+        params = {t.name: _tensor(t) for t in model.graph.initializer if t.name in wanted}
         check_params(cfg, params)
         _check_graph_dt_scale(cfg, model)
         _check_graph_is_built_from(cfg, params, model)
@@ -412,12 +421,10 @@ def _without_name(graph: Any) -> Any:
 def _check_graph_dt_scale(cfg: dict[str, Any], model: Any) -> None:
     """The graph's time scale (what plain onnxruntime applies) must be the config's (what numpy and torch
     apply), or backends would silently disagree by that factor."""
-    from onnx import numpy_helper
-
     from liquid_control.core.onnx_graph import DT_SCALE_INIT
 
     want = cellmath.dt_scale(cfg)
-    found = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name == DT_SCALE_INIT]
+    found = [_tensor(t) for t in model.graph.initializer if t.name == DT_SCALE_INIT]
     have = float(found[0]) if len(found) == 1 and found[0].size == 1 else (1.0 if not found else None)
     if have is None or not np.isclose(have, want, rtol=1e-6, atol=0.0):
         raise ValueError(f"the graph scales dt by {have if have is not None else 'a malformed constant'}, "
