@@ -67,6 +67,7 @@ from liquid_control.ros.controller.sim_clock import SimClockTicker, clock_ns, ti
 from liquid_control.ros.controller.step_debug import StepDebug
 from liquid_control.ros.messages import (CommandEncoder, decode_joint_state, from_bytes, header_stamp_ns,
                                          message_class)
+from liquid_control.ros.lifecycle import refusing_impossible_transitions
 from liquid_control.ros.params import accept_ints_for_doubles
 from liquid_control.ros.qos import COMMAND_QOS, DEBUG_QOS, DIAGNOSTICS_QOS, ESTOP_QOS, SENSOR_QOS
 
@@ -74,27 +75,12 @@ LOG_EVERY_S = 2.0  # the same kind of trouble is logged at most this often
 SHUTDOWN_ACK_S = 1.0  # at shutdown, how long the safe command may wait for its acknowledgements
 
 
-def _refusing_impossible_transitions(node: LifecycleNode, callback: Callable[[Any, Any], Any]) -> Callable:
-    """The change_state service callback, answering success=False to a transition the current state does not
-    have. rclpy 9 does that itself; rclpy 7 (Jazzy) lets rcl's error out of the callback, which stops the
-    executor and so the node (`ros2 lifecycle set` of a wrong transition would end the controller)."""
-    def change_state(request: Any, response: Any) -> Any:
-        try:
-            return callback(request, response)
-        except RuntimeError as exc:  # rclpy's RCLError
-            transition = request.transition.label or f"id {request.transition.id}"
-            node.get_logger().error(f"change_state: transition {transition} refused: {exc}")
-            response.success = False
-            return response
-    return change_state
-
-
 class LiquidController(LifecycleNode):
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
         service = getattr(self, "_service_change_state", None)  # rclpy's, private: wrapped where it is found
         if service is not None:
-            service.callback = _refusing_impossible_transitions(self, service.callback)
+            service.callback = refusing_impossible_transitions(self, service.callback)
         self._configured = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
         accept_ints_for_doubles(self, [n for n, (_, d) in PARAMS.items() if d.type == ParameterType.PARAMETER_DOUBLE])
