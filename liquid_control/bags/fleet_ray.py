@@ -84,7 +84,7 @@ def ray_session(address: str, workers: int | None = None) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _lost(exc: BaseException) -> str:
+def why_lost(exc: BaseException) -> str:
     """A task that Ray lost, as one line (a RayTaskError's text is a whole traceback)."""
     cause = getattr(exc, "cause", None)
     return one_line(cause if isinstance(cause, BaseException) else exc).split(" Traceback ")[0]
@@ -118,7 +118,7 @@ def as_tasks(fn: Callable[..., Any], items: Iterable[Any], *args: Any,
             try:
                 result, lost = ray.get(ref), None
             except Exception as exc:  # noqa: BLE001 - Ray lost the task: the caller makes it that item's row
-                result, lost = None, _lost(exc)
+                result, lost = None, why_lost(exc)
             yield item, result, lost
         submit()
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liquid_control.bags.fleet_ray import _lost, import_ray
+from liquid_control.bags.fleet_ray import why_lost, import_ray
 from liquid_control.learning.errors import TrainingError
 from liquid_control.learning.normalise import RewardScaler
 from liquid_control.learning.ppo import Agent, Trainer
@@ -110,7 +110,7 @@ class RayRollouts:
             raise TrainingError(f"the {workers} rollout workers did not start within {READY_TIMEOUT_S:.0f} s") from None
         except ray.exceptions.RayError as exc:
             self.close()
-            raise TrainingError(f"a rollout worker did not start: {_lost(exc)}") from None
+            raise TrainingError(f"a rollout worker did not start: {why_lost(exc)}") from None
 
     def _spawn(self, w: int) -> Any:
         return self.actor_cls.remote(self.config, w, self.m, self.incarnation[w])
@@ -145,7 +145,7 @@ class RayRollouts:
                 results[w] = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 failures[w] += 1
-                why = _lost(exc)
+                why = why_lost(exc)
                 if failures[w] >= MAX_FAILURES:
                     raise TrainingError(f"rollout worker {w} failed {failures[w]} times in a row: {why}") from None
                 print(f"rollout worker {w} failed ({why}); restarted, its partial rollout dropped", flush=True)
