@@ -60,7 +60,7 @@ setup(
         # attributes, checked against 1.0.1 (test_cells_ncps_parity, test_ncps_import).
         "ncps": ["ncps>=1.0.1,<1.1"],
         # Ray, with its client for ray://host:port addresses: `liquid-control replay BAG... --ray`
-        # (imported only by bags/fleet_ray.py).
+        # (imported only by liquid_control/ray_cluster.py).
         "dist": ["ray[client]>=2.60,<3"],
         "dev": ["pytest>=8", "ncps==1.0.1", "rosbags>=0.11.6,<0.12", "colcon-common-extensions>=0.3",
                 "hypothesis>=6.100", "mutmut>=3.8,<3.9", "pytest-xdist>=3.6"],

@@ -67,7 +67,7 @@ def time_mode(mode: str, updates: int, folder: Path) -> dict[str, float]:
     if layout is None:
         Trainer(_config(updates), folder, progress=False).train()
         return {**_medians(folder / "metrics.csv"), "worker_s": float("nan")}
-    from liquid_control.bags.fleet_ray import ray_session
+    from liquid_control.ray_cluster import ray_session
     from liquid_control.learning.ppo_ray import RayTrainer
 
     workers, per_worker = layout

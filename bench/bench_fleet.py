@@ -59,7 +59,8 @@ def _time_mode(mode: str, bags: list[Path], job) -> tuple[dict, list]:
         t0 = time.perf_counter()
         rows = list(iter_rows([str(b) for b in bags], job))
         return {"wall_s": time.perf_counter() - t0, "ray_start_stop_s": 0.0}, sorted(rows, key=lambda r: r.bag)
-    from liquid_control.bags.fleet_ray import iter_ray_rows, ray_session
+    from liquid_control.bags.fleet_ray import iter_ray_rows
+    from liquid_control.ray_cluster import ray_session
 
     workers = 1 if mode == MODES[1] else 2
     t_start = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from liquid_control.core.errors import LiquidControlError
+from liquid_control.core.errors import LiquidControlError, one_line
 
 if TYPE_CHECKING:  # the replay (rosbags) is imported by the replay itself: expanding arguments needs none of it
     from liquid_control.bags.replay import ReplayOptions, ReplayResult
@@ -96,14 +96,6 @@ def expand_bags(args: Sequence[str | Path]) -> list[Path]:
 # --------------------------------------------------------------------------------------------------
 # One bag's row
 # --------------------------------------------------------------------------------------------------
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: a LiquidControlError's own message, anything else prefixed with its type."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, LiquidControlError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from liquid_control.bags.fleet_ray import ADDRESS_HELP
+from liquid_control.ray_cluster import ADDRESS_HELP
 from liquid_control.bags.versions import VERSION_HELP
 from liquid_control.cli.bag_options import add_read_checks
 
@@ -193,7 +193,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         if args.ray is None:
             rows, where = iter_rows(bags, job), "in this process"
         else:
-            from liquid_control.bags.fleet_ray import iter_ray_rows, ray_session
+            from liquid_control.bags.fleet_ray import iter_ray_rows
+            from liquid_control.ray_cluster import ray_session
 
             ray = stack.enter_context(ray_session(args.ray, args.workers if args.ray == "" else None))
             rows = iter_ray_rows(bags, job, in_flight=args.workers if args.ray else None)

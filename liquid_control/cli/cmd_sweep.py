@@ -35,7 +35,7 @@ class _Without:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from liquid_control.bags.fleet_ray import ADDRESS_HELP
+    from liquid_control.ray_cluster import ADDRESS_HELP
     from liquid_control.cli import cmd_train
 
     sweep = p.add_argument_group("the sweep")
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ray is None:
             rows, where = sweep.iter_rows(trials), "in this process"
         else:
-            from liquid_control.bags.fleet_ray import ray_session
+            from liquid_control.ray_cluster import ray_session
             from liquid_control.learning.sweep_ray import iter_ray_rows
 
             ray = stack.enter_context(ray_session(args.ray))

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_ray_arguments(g: argparse._ArgumentGroup) -> None:
-    from liquid_control.bags.fleet_ray import ADDRESS_HELP
+    from liquid_control.ray_cluster import ADDRESS_HELP
 
     g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help=f"run the rollouts on Ray actors; ADDRESS {ADDRESS_HELP}")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_on_ray(args: argparse.Namespace, env_kwargs: dict) -> dict:
-    from liquid_control.bags.fleet_ray import ADDRESS_HELP, parse_address, ray_session
+    from liquid_control.ray_cluster import ADDRESS_HELP, parse_address, ray_session
     from liquid_control.cli.config_args import config_from_args
     from liquid_control.core.errors import LiquidControlError
     from liquid_control.learning.logs import command_line

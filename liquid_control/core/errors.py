@@ -15,3 +15,11 @@ class ArtifactError(LiquidControlError):
 
 class StepError(LiquidControlError, ValueError):
     """A bad observation or dt was given to Policy.step; the hidden state is unchanged."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: a LiquidControlError's own message, anything else prefixed with its type."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, LiquidControlError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

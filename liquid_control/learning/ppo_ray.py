@@ -25,7 +25,7 @@ iteration collected again, so every update sees N*M x T samples and the step bud
 restart is logged as one line and counted in metrics.csv's worker_restarts. A worker that fails
 MAX_FAILURES times in a row within one iteration stops the run with its error (a bug, not bad luck).
 
-Ray is imported here and in bags/fleet_ray.py only (the `dist` extra).
+Ray comes from ray_cluster.import_ray, only when this trainer runs (the `dist` extra).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liquid_control.bags.fleet_ray import why_lost, import_ray
+from liquid_control.ray_cluster import import_ray, why_lost
 from liquid_control.learning.errors import TrainingError
 from liquid_control.learning.normalise import RewardScaler
 from liquid_control.learning.ppo import Agent, Trainer
@@ -92,7 +92,7 @@ class RayRollouts:
     def __init__(self, trainer: Trainer, workers: int, envs_per_worker: int):
         ray = import_ray()
         if not ray.is_initialized():
-            raise TrainingError("the Ray trainer needs a Ray connection (ray.init, or fleet_ray.ray_session)")
+            raise TrainingError("the Ray trainer needs a Ray connection (ray.init, or ray_cluster.ray_session)")
         cpus = ray.cluster_resources().get("CPU", 0)
         if cpus < workers:
             raise TrainingError(f"{workers} rollout workers need {workers} CPUs; the Ray cluster has {cpus:g}")
@@ -178,7 +178,7 @@ class RayRollouts:
 
 class RayTrainer(Trainer):
     """ppo.Trainer with its rollouts on `workers` Ray actors of `envs_per_worker` envs each (cfg.n_envs must be
-    their product). Needs a Ray connection (ray.init, or fleet_ray.ray_session around it)."""
+    their product). Needs a Ray connection (ray.init, or ray_cluster.ray_session around it)."""
 
     def __init__(self, cfg: PPOConfig, out: Any, *, workers: int, envs_per_worker: int, **kwargs: Any):
         if workers < 1 or envs_per_worker < 1:

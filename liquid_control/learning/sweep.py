@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from liquid_control.bags.fleet import one_line
+from liquid_control.core.errors import one_line
 from liquid_control.core.errors import LiquidControlError
 from liquid_control.learning.ppo_config import PPOConfig
 

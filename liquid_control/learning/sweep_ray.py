@@ -1,7 +1,7 @@
 """Sweep trials as Ray tasks: each trial is sweep.run_trial (the single-process trainer) in a Ray worker
 with one CPU, rows yielded as trials finish.
 
-The tasks are bags/fleet_ray.as_tasks' (the one module that imports ray, the `dist` extra). Trials write
+The tasks are ray_cluster.as_tasks' (the one module that imports ray, the `dist` extra). Trials write
 their run folders under the sweep's folder by absolute path, so on a cluster every node must see that folder
 (and have liquid_control installed) at the same path. A trial that raises is already a row (run_trial catches
 it); a task that Ray itself loses after its retries (a worker process or node that died) is that trial's row
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from liquid_control.bags.fleet_ray import as_tasks
+from liquid_control.ray_cluster import as_tasks
 from liquid_control.learning.sweep import Trial, failed_row, run_trial
 
 
