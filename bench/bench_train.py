@@ -19,7 +19,8 @@ hopper, hopper_pos, half_cheetah
             locomotion (Gymnasium v5 reproduced), 1M env steps each: CfC vs sb3 PPO MLP, and on hopper_pos
             (joint velocities not observed) also sb3-contrib RecurrentPPO LSTM; the same settings for all
             (LOCOMOTION), rewards scaled by the running return std. `--trainers cfc,mlp` runs a subset (each
-            row is one run; the rows of separate invocations compare since settings and seeds are equal).
+            row is one run; the rows of separate invocations compare since settings and seeds are equal);
+            `--lr` sets every trainer's learning rate.
 
 Each prints a table and writes JSON (default bench/results/train_<what>.json).
 """
@@ -288,14 +289,16 @@ def bench_reacher(steps: int, seed: int, out: Path) -> dict[str, Any]:
 
 
 # The locomotion recipe, the same for every trainer: 8 envs x 256 steps per update, 10 epochs, minibatches of
-# 128 samples, lr 3e-4 annealed, gamma 0.99, GAE 0.95, clip 0.2, observations and rewards normalised.
+# 128 samples, lr 3e-4 (ours anneals it linearly to 0, sb3 keeps it constant: each trainer's default), gamma
+# 0.99, GAE 0.95, clip 0.2, observations and rewards normalised.
 LOCOMOTION = dict(n_steps=256, batch=128, lr=3e-4, log_std_init=-0.5)
 
 
-def bench_locomotion(robot: str, steps: int, seed: int, out: Path, trainers: list[str]) -> dict[str, Any]:
+def bench_locomotion(robot: str, steps: int, seed: int, out: Path, trainers: list[str],
+                     lr: float | None = None) -> dict[str, Any]:
     from liquid_control.core.policy import Policy
 
-    rec = LOCOMOTION
+    rec = LOCOMOTION if lr is None else {**LOCOMOTION, "lr": lr}
     rows, pols = [], []
     if "cfc" in trainers:
         tr = ours(robot, steps, seed, out / f"{robot}_cfc", n_steps=rec["n_steps"], batch=rec["batch"], lr=rec["lr"],
@@ -333,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench_train"), help="run folders of the trained models")
     p.add_argument("--trainers", default=None,
                    help="locomotion: comma-separated subset of cfc,mlp,lstm (default cfc,mlp; hopper_pos adds lstm)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="locomotion: the learning rate of every trainer (default: the recipe's 3e-4)")
     p.add_argument("--json", type=Path, default=None, help="JSON path (default bench/results/train_<what>.json)")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
@@ -352,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             default = "cfc,mlp,lstm" if what == "hopper_pos" else "cfc,mlp"
             results[what] = bench_locomotion(what, args.steps or 1_000_000, args.seed, args.out,
-                                             (args.trainers or default).split(","))
+                                             (args.trainers or default).split(","), args.lr)
         results[what]["wall_s"] = time.perf_counter() - t0
     suffix = f"_{args.trainers.replace(',', '_')}" if args.trainers else ""
+    suffix += f"_lr{args.lr:g}" if args.lr is not None else ""
     path = args.json or ROOT / "bench" / "results" / f"train_{'_'.join(args.what)}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o)
