@@ -6,7 +6,8 @@ from ncps import torch as ncps_torch
 from ncps.wirings import NCP, AutoNCP, FullyConnected, Random
 
 from liquid_control.core import cellmath
-from liquid_control.learning.cells import CfC, LTC, from_params, to_params
+from liquid_control.learning.cell_params import from_params, to_params
+from liquid_control.learning.cells import CfC, LTC
 from liquid_control.learning.ncps_import import NcpsImportError, from_ncps
 
 TOL = 1e-5

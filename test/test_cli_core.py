@@ -122,7 +122,7 @@ def test_export_training_checkpoint(tmp_path):
     import torch
     from dataclasses import asdict
 
-    from liquid_control.learning.cells import to_params
+    from liquid_control.learning.cell_params import to_params
     from liquid_control.learning.ppo import Agent, PPOConfig
     from liquid_control.learning.checkpoints import save_checkpoint
     from liquid_control.learning.normalise import RunningMeanStd

@@ -17,7 +17,8 @@ from liquid_control.core.resources import share_dir
 from liquid_control.core.spec import parse_spec
 from liquid_control.sim.env import SpecEnv
 from liquid_control.sim.tasks import TermTask, task_terms
-from liquid_control.sim.terms import TERMS, bind, parse_terms
+from liquid_control.sim.term_list import bind, parse_terms
+from liquid_control.sim.terms import TERMS
 
 # A planar body (slide x, slide z, hinge y) with a limited elbow, a tip, and a goal on two slides.
 MJCF = """

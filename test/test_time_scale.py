@@ -22,7 +22,7 @@ from liquid_control.core.artifact import check_cfg, read_artifact, write_artifac
 from liquid_control.core.errors import ArtifactError
 from liquid_control.core.random_params import cfc_cfg, ltc_cfg, random_params, random_rollout_inputs
 from liquid_control.core.spec import load_spec
-from liquid_control.learning.cells import from_params, to_params
+from liquid_control.learning.cell_params import from_params, to_params
 from liquid_control.learning.ncps_import import NcpsImportError, export_ncps
 
 BACKENDS = ("numpy", "onnxruntime", "torch")

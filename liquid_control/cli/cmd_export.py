@@ -74,7 +74,7 @@ def _load_pt(path: Path) -> dict[str, Any]:
 
 
 def _from_training_checkpoint(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
-    from liquid_control.learning.cells import to_params
+    from liquid_control.learning.cell_params import to_params
     from liquid_control.learning.ppo import restore_agent
 
     config, agent, rms = restore_agent(ckpt, path)

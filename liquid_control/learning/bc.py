@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from liquid_control.learning.cells import CfC, LTC, to_params
+from liquid_control.learning.cell_params import to_params
+from liquid_control.learning.cells import CfC, LTC
 
 
 @dataclass

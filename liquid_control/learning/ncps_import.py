@@ -1,7 +1,7 @@
 """Import trained `ncps.torch.CfC` / `ncps.torch.LTC` modules: into our torch cells, and into a policy artifact.
 
 One mapping path: ncps module -> our module (`from_ncps`, weights copied, masks taken from the ncps
-module itself) -> canonical params (`cells.to_params`) -> artifact (`core.artifact.write_artifact`).
+module itself) -> canonical params (`cell_params.to_params`) -> artifact (`core.artifact.write_artifact`).
 
 Time: an ncps cell counts time in whatever unit its `timespans` had in training, and ncps's default
 (no timespans) is 1.0 per step, i.e. the model counts control ticks. Our runtimes feed dt in seconds, so
@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from liquid_control.core.errors import LiquidControlError
-from liquid_control.learning.cells import CfC, LTC, to_params
+from liquid_control.learning.cell_params import to_params
+from liquid_control.learning.cells import CfC, LTC
 
 
 class NcpsImportError(LiquidControlError, ValueError):

@@ -453,7 +453,7 @@ def export_agent(agent: Agent, obs_rms: RunningMeanStd, path: Path, *, robot: st
     import liquid_control
     from liquid_control.core.artifact import write_artifact
     from liquid_control.core.spec import load_spec
-    from liquid_control.learning.cells import to_params
+    from liquid_control.learning.cell_params import to_params
 
     cfg, params = to_params(agent.actor, obs_rms.mean.astype(np.float32), obs_rms.std.astype(np.float32))
     provenance = {"version": liquid_control.__version__, "robot": robot, **provenance}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from liquid_control.core import cellmath
-from liquid_control.learning.cells import from_params
+from liquid_control.learning.cell_params import from_params
 
 
 class TorchBackend:

@@ -26,7 +26,8 @@ import mujoco
 import numpy as np
 
 from liquid_control.core.errors import SpecError
-from liquid_control.sim.terms import Term, TermSpec, bind, parse_task
+from liquid_control.sim.term_list import TermSpec, bind, parse_task
+from liquid_control.sim.terms import Term
 
 
 class Task:
