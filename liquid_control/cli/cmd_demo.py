@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "realtime: wall-clock paced")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "onnxruntime", "torch"))
     parser.add_argument("--seed", type=int, default=0, help="initial-state seed of the sim")
+    parser.add_argument("--command", action="append", metavar="NAME=VALUE", default=[],
+                        help="hold one of the spec's sim.commands at VALUE, e.g. forward_speed=0.6 (repeatable; "
+                             "default: drawn by the seed)")
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
     parser.add_argument("--out", default="demo_out", help="folder for summary.json, demo.png, logs (default demo_out)")
     parser.add_argument("--video", action="store_true", help="also render demo.gif (offscreen GL: EGL or OSMesa, or your MUJOCO_GL)")
@@ -101,10 +104,11 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
 
     env = SpecEnv(robot)
     total, failed_at = 0.0, None
-    rows = list(zip(trace["t"], trace["qpos"], trace["qvel"], trace["command"]))
+    rows = list(zip(trace["t"], trace["qpos"], trace["qvel"], trace["command"], trace["userdata"]))
     if rows:
         env.reset(seed=0, options={"qpos": rows[0][1], "qvel": rows[0][2]})
-    for (t_before, *_), (t, qpos, qvel, cmd) in zip(rows, rows[1:]):
+        env.data.userdata[:] = rows[0][4]  # the episode's commands, as the sim drew them
+    for (t_before, *_), (t, qpos, qvel, cmd, _userdata) in zip(rows, rows[1:]):
         env.data.qpos[:], env.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(env.model, env.data)
         dt = (t - t_before) or period
@@ -113,10 +117,16 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
             total += reward * dt / period  # per control period: realtime mode traces at the sensor rate
             if terminated:
                 failed_at = float(t)
+    commands = env.commands.values()
+    # The base's mean forward speed when the model's first joint moves it along x (a free or slide joint).
+    moves_x = env.model.njnt > 0 and int(env.model.jnt_type[0]) in (int(mujoco.mjtJoint.mjJNT_FREE),
+                                                                   int(mujoco.mjtJoint.mjJNT_SLIDE))
     env.close()
     duration = float(trace["t"][-1]) if trace["t"] else 0.0
+    span = (float(trace["t"][-1]) - float(trace["t"][0])) if rows else 0.0
+    speed = (rows[-1][1][0] - rows[0][1][0]) / span if moves_x and span > 0 else None
     return {"return": total, "failed_at": failed_at, "time_ok_s": duration if failed_at is None else failed_at,
-            "sim_duration_s": duration}
+            "sim_duration_s": duration, "commands": commands, "base_x_velocity": speed}
 
 
 def _replay_policy(model_path: Path | None, robot: str, records: list[dict[str, Any]]) -> tuple[np.ndarray, float]:
@@ -240,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
                       "--seed", str(args.seed), "--summary", str(out / "sim_summary.json")]
     if args.push_period:
         sim_argv += ["--push-period", str(args.push_period)]
+    for setting in args.command:
+        sim_argv += ["--command", setting]
     if args.video:
         sim_argv += ["--video", str(out / "demo.gif")]
 
@@ -288,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
         "robot": spec.name, "mode": args.mode, "duration_s": args.duration,
         "success": score["failed_at"] is None and score["sim_duration_s"] >= args.duration - 2 * spec.period,
         "time_balanced_s": score["time_ok_s"], "return": score["return"], "failed_at_s": score["failed_at"],
+        **{f"command_{name}": value for name, value in score["commands"].items()},
+        **({"base_x_velocity_m_s": score["base_x_velocity"]} if score["base_x_velocity"] is not None else {}),
         "target_rate_hz": spec.rate_hz,
         "achieved_rate_hz": (len(records) - 1) / sim_span if sim_span > 0 else 0.0,
         "ticks": len(records), "ticks_stepped": len(stepped), "safe_ticks": len(records) - len(stepped),

@@ -206,7 +206,7 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
 
 _TOP_KEYS = ("robot", "rate_hz", "observation", "action", "safety", "sim")
 _OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "clip", "sim")
-_OBS_SIM_KEYS = ("sensor", "site", "body")
+_OBS_SIM_KEYS = ("sensor", "site", "body", "command")
 _ACTION_KEYS = ("topic", "type", "names", "interface", "scale", "limits", "rate_limit", "safe")
 _SAFETY_KEYS = ("sensor_timeout", "soft_start", "safe_behaviour")
 # What the simulator reads (sim/, ros/sim_bridge.py); a robot without a sim needs none of it.
@@ -217,8 +217,9 @@ _SIM_KEYS = {"mjcf": checks.text, "urdf": checks.text, "task": checks.text, "tas
              "push_force": lambda v, w: checks.number(v, w, low=0.0),
              "sensor_rate_hz": lambda v, w: checks.number(v, w, low=0.0, high=1e5, low_open=True),
              "actuators": checks.names,
-             # Task terms (liquid_control/sim/terms.py checks each term and its arguments).
-             "reset": None, "reward": None, "termination": None,
+             # Task terms (liquid_control/sim/terms.py checks each term and its arguments) and the commands
+             # drawn per episode (liquid_control/sim/commands.py).
+             "reset": None, "reward": None, "termination": None, "commands": None,
              # What a URDF lacks (liquid_control/sim/urdf.py checks each).
              "mesh_dirs": checks.names, "drives": None, "imu": None, "sites": None, "goals": None,
              "cameras": None, "floor": None, "floating": None, "physics": None}

@@ -44,6 +44,7 @@ from liquid_control.ros.sim_lockstep import LockstepLoop
 from liquid_control.ros.sim_realtime import RealtimeLoop
 from liquid_control.ros.sim_record import BridgeStats, RunRecord
 from liquid_control.ros.sim_sensors import SensorPublisher
+from liquid_control.sim.commands import parse_settings
 
 NODE_NAME = "sim_bridge"
 MODES = ("realtime", "lockstep")
@@ -53,6 +54,7 @@ PARAMETERS: dict[str, Any] = {  # name: default (its type is the parameter's)
     "rate_hz": 0.0,  # 0: lockstep the spec's control rate, realtime its sim.sensor_rate_hz
     "timestep": 0.0,  # 0: the MJCF's, or the largest that divides the period
     "seed": 0,
+    "commands": "",  # NAME=VALUE,...: the spec's sim.commands held at these values (default: drawn per episode)
     "duration": 0.0,  # sim seconds (realtime: paced to wall seconds); 0: until stopped
     "lockstep_timeout": 2.0,  # wall seconds to wait for the command that answers a /clock
     "push_period": 0.0,
@@ -83,6 +85,7 @@ class SimBridge(Node):
         self.spec = load_spec(str(g("robot")))
         rate = self._make_env(float(g("rate_hz")), float(g("timestep")) or None)
         self.seed, self.duration = int(g("seed")), float(g("duration"))
+        self._reset_options = {"commands": parse_settings(str(g("commands")))} if str(g("commands")) else None
         self.lockstep_timeout, self.wait_for_controller = float(g("lockstep_timeout")), float(g("wait_for_controller"))
         self._set_pushes(float(g("push_period")), float(g("push_force")), str(g("push_body")))
         self.stats = BridgeStats()
@@ -96,7 +99,7 @@ class SimBridge(Node):
                                 bag_version=g("bag_version"), video=str(g("video")), video_fps=float(g("video_fps")))
         self._loop = LockstepLoop(self) if self.mode == "lockstep" else RealtimeLoop(self)
         self.wall0 = 0.0  # monotonic seconds the run's wall time counts from
-        self.env.reset(seed=self.seed)
+        self.env.reset(seed=self.seed, options=self._reset_options)
         self.get_logger().info(
             f"{self.spec.name}: {self.mode}, {rate:g} Hz ({self.period * 1e3:g} ms, "
             f"{int(round(self.period / self.env.timestep))} x {self.env.timestep:g} s), topics "
@@ -216,7 +219,7 @@ class SimBridge(Node):
             reset, self._reset_requested = self._reset_requested, False
         if reset:
             self.stats.resets += 1
-            self.env.reset()
+            self.env.reset(options=self._reset_options)
             self.get_logger().info("~/reset: new initial state")
         if cmd is None:
             return False

@@ -44,24 +44,29 @@ class BridgeStats:
 
 
 class TraceRecorder:
-    """The state trace of a run (sim time, stamp, qpos, qvel, command per published state), kept in flat
+    """The state trace of a run (sim time, stamp, qpos, qvel, command and the sim's commands, i.e. MjData.userdata,
+    per published state), kept in flat
     typed arrays while it runs: appending copies a few bytes, and the collector never walks them (lists of
     per-tick lists cost a list each per tick, and gen-2 passes that grow with the run)."""
 
     def __init__(self) -> None:
         self.t, self.stamp_ns = array.array("d"), array.array("q")
-        self.rows = {"qpos": array.array("d"), "qvel": array.array("d"), "command": array.array("d")}
-        self._qpos, self._qvel, self._command = self.rows.values()
+        self.rows = {"qpos": array.array("d"), "qvel": array.array("d"), "command": array.array("d"),
+                     "userdata": array.array("d")}
+        self._qpos, self._qvel, self._command, self._userdata = self.rows.values()
 
-    def add(self, t: float, stamp_ns: int, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray) -> None:
+    def add(self, t: float, stamp_ns: int, qpos: np.ndarray, qvel: np.ndarray, command: np.ndarray,
+            userdata: np.ndarray) -> None:
         self.t.append(t)
         self.stamp_ns.append(stamp_ns)
         self._qpos.frombytes(qpos.tobytes())
         self._qvel.frombytes(qvel.tobytes())
         self._command.frombytes(command.tobytes())
+        self._userdata.frombytes(userdata.tobytes())
 
     def as_dict(self) -> dict[str, list]:
-        """{"t": [...], "stamp_ns": [...], "qpos": [[...], ...], "qvel": ..., "command": ...}; {} if empty."""
+        """{"t": [...], "stamp_ns": [...], "qpos": [[...], ...], "qvel": ..., "command": ..., "userdata": ...};
+        {} if empty."""
         n = len(self.t)
         if n == 0:
             return {}
@@ -121,7 +126,8 @@ class RunRecord:
                 self.log(topic, data)
         if self.summary_path:
             data = bridge.env.data
-            self._trace.add(bridge.stats.sim_time, self.now_ns, data.qpos, data.qvel, bridge.env.command)
+            self._trace.add(bridge.stats.sim_time, self.now_ns, data.qpos, data.qvel, bridge.env.command,
+                            data.userdata)
         if self._renderer is not None and bridge.stats.ticks % self._frame_every == 0:
             self._frames.append(self._renderer.render(bridge.env.data))
 

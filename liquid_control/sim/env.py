@@ -33,6 +33,7 @@ from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec, load_spec
 from liquid_control.sim.actuators import check_interface
+from liquid_control.sim.commands import Commands, add_commands, parse_commands
 from liquid_control.sim.observe import ObsReader
 from liquid_control.sim.tasks import make_task
 
@@ -64,13 +65,18 @@ def resolve_mjcf(spec: RobotSpec, mjcf: str | Path | None = None) -> Path:
     raise SpecError(f"robot {spec.name!r}: {kind} {str(name)!r} not found (looked in {looked})")
 
 
-def load_model(path: str | Path) -> mujoco.MjModel:
-    """Compile an MJCF file; a file that does not load is a SpecError naming the file and MuJoCo's reason."""
+def load_model(path: str | Path, commands: dict[str, tuple[float, float]] | None = None) -> mujoco.MjModel:
+    """Compile an MJCF file (with room for `commands`, sim/commands.py); a file that does not load is a
+    SpecError naming the file and MuJoCo's reason."""
     path = Path(path)
     if not path.exists():
         raise SpecError(f"MJCF file {path} does not exist")
     try:
-        return mujoco.MjModel.from_xml_path(str(path))
+        if not commands:
+            return mujoco.MjModel.from_xml_path(str(path))
+        mjspec = mujoco.MjSpec.from_file(str(path))
+        add_commands(mjspec, commands)
+        return mjspec.compile()
     except ValueError as exc:  # MuJoCo's XML/compile errors
         reason = " ".join(str(exc).split())
         raise SpecError(f"MJCF {path} does not load: {reason}") from None
@@ -135,7 +141,7 @@ class SpecEnv(gym.Env):
 
             self.model = load_urdf_model(rs, self.mjcf_path)
         else:
-            self.model = load_model(self.mjcf_path)
+            self.model = load_model(self.mjcf_path, parse_commands(rs.sim))
         if timestep is not None:  # other physics step than the MJCF's, e.g. for a faster control rate
             if not (math.isfinite(timestep) and timestep > 0):
                 raise SpecError(f"timestep must be a positive number of seconds, got {timestep}")
@@ -148,6 +154,7 @@ class SpecEnv(gym.Env):
             raise SpecError(f"robot {rs.name!r}: the control period {rs.period:g} s is not a whole number of "
                             f"MuJoCo timesteps ({self.timestep:g} s); change rate_hz or pass timestep=")
 
+        self.commands = Commands(self.model, self.data, rs.sim)
         self.reader = ObsReader(self.model, self.data, rs)
         self._act_ids = actuator_ids(self.model, rs)
         check_interface(self.model, self._act_ids, rs)
@@ -195,7 +202,8 @@ class SpecEnv(gym.Env):
 
     # ---- the Gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """New episode from the task's reset distribution; options {"qpos": .., "qvel": ..} set a state instead."""
+        """New episode from the task's reset distribution, commands drawn; options {"qpos": .., "qvel": ..} set a
+        state instead, {"commands": {name: value}} sets commands."""
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         if options and ("qpos" in options or "qvel" in options):
@@ -203,6 +211,9 @@ class SpecEnv(gym.Env):
             self.data.qvel[:] = np.asarray(options.get("qvel", self.init_qvel), dtype=np.float64)
         else:
             self.task.reset(self.np_random, self.init_qpos, self.init_qvel)
+        self.commands.sample(self.np_random)
+        if options and "commands" in options:
+            self.commands.set(options["commands"])
         self._pipeline.reset()
         self._command[:] = self._safe
         self._write_ctrl()

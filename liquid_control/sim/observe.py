@@ -12,6 +12,7 @@ Where each quantity comes from:
                                                Float64MultiArray indices -> k = index
   any x/y/z field with `sim: {site: NAME}`  -> site_xpos[site, k]
   any x/y/z field with `sim: {body: NAME}`  -> xpos[body, k]
+  one element with `sim: {command: NAME}`  -> userdata[the command's slot] (sim/commands.py)
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ import numpy as np
 
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import FLOAT64_ARRAY, JOINT_STATE, SINCOS, ObsEntry, RobotSpec
+from liquid_control.sim import commands
 
 # The MjData arrays an observation can read, each addressed flat (2-D arrays are raveled views).
-SOURCES = ("qpos", "qvel", "qfrc_actuator", "sensordata", "site_xpos", "xpos")
+SOURCES = ("qpos", "qvel", "qfrc_actuator", "sensordata", "site_xpos", "xpos", "userdata")
 # Which of those need a refresh after mj_step: MuJoCo computes positions and sensors at the *start* of a
 # step (in mj_forward), so after stepping they describe the state one substep ago, while qpos/qvel are new.
 _NEEDS_FORWARD = {"sensordata"}
@@ -43,9 +45,18 @@ def _id(model: mujoco.MjModel, objtype: mujoco.mjtObj, name: str, what: str, whe
     return i
 
 
-def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str) -> list[tuple[str, int]]:
-    """(source array, flat index) for each element of one observation entry."""
+def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str,
+                   picked: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """(source array, flat index) for each element of one observation entry. `picked`: for a command, the
+    axes the spec's entry names (a whole message's other axes read 0)."""
     sim = entry.sim or {}
+    if "command" in sim:
+        picked = entry.names if picked is None else picked
+        if entry.msg_type == FLOAT64_ARRAY or len(picked) != 1:
+            raise SpecError(f"{where}: a command is one axis of a field (e.g. Twist linear [x]), "
+                            f"not {entry.msg_type} {list(picked)}")
+        i = commands.slot(model, str(sim["command"]), where)
+        return [("userdata", i if n == picked[0] else commands.ZERO_SLOT) for n in entry.names]
     if "sensor" in sim:
         sid = _id(model, mujoco.mjtObj.mjOBJ_SENSOR, str(sim["sensor"]), "sensor", where)
         adr, dim = int(model.sensor_adr[sid]), int(model.sensor_dim[sid])
@@ -81,7 +92,7 @@ def _entry_sources(model: mujoco.MjModel, entry: ObsEntry, where: str) -> list[t
             else:  # effort: the actuator force on the joint's dof (what a motor driver reports)
                 out.append(("qfrc_actuator", int(model.jnt_dofadr[jid])))
         return out
-    raise SpecError(f"{where}: {entry.label} needs a `sim:` source in the spec (sensor, site or body) "
+    raise SpecError(f"{where}: {entry.label} needs a `sim:` source in the spec (sensor, site, body or command) "
                     "to be read from MuJoCo")
 
 
@@ -244,7 +255,7 @@ class TopicReader:
                     sid = _id(model, mujoco.mjtObj.mjOBJ_SENSOR, sensor, "sensor", where)
                     axes = tuple(str(k) for k in range(int(model.sensor_dim[sid])))
                 full = ObsEntry(topic, e.msg_type, e.field, tuple(axes), (1.0,) * len(axes), (0.0,) * len(axes), e.sim)
-                sources = _entry_sources(model, full, f"{where} ({e.label})")
+                sources = _entry_sources(model, full, f"{where} ({e.label})", e.names)
                 if e.field in fields and fields[e.field] != sources:
                     raise SpecError(f"{where}: field {e.field!r} is read from two different MuJoCo sources")
                 fields[e.field] = sources

@@ -33,6 +33,7 @@ import numpy as np
 
 from liquid_control.core import checks
 from liquid_control.core.errors import SpecError
+from liquid_control.sim import commands
 
 REQUIRED = object()
 _HINGE_OR_SLIDE = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
@@ -158,17 +159,25 @@ class ForwardVelocity(Term):
 
 class TrackVelocity(ForwardVelocity):
     """exp(-(v - target)^2 / std^2) for the velocity forward_velocity measures: 1 at the commanded speed
-    (Isaac Lab's track_lin_vel_xy_exp, one axis, a fixed command)."""
+    (Isaac Lab's track_lin_vel_xy_exp, one axis): a fixed `target`, or a `command` drawn per episode."""
 
-    ARGS = {**ForwardVelocity.ARGS, "target": Arg(checks.number, "the commanded velocity (m/s)"),
+    ARGS = {**ForwardVelocity.ARGS, "target": Arg(checks.number, "the commanded velocity (m/s), fixed", None),
+            "command": Arg(checks.text, "the command (sim.commands) giving the velocity, instead of target", None),
             "std": Arg(_positive, "how far off (m/s) scores exp(-1)", 0.25)}
 
-    def __init__(self, model, data, where, target, std=0.25, **source):
+    def __init__(self, model, data, where, target=None, command=None, std=0.25, **source):
         super().__init__(model, data, where, **source)
-        self._target, self._scale = float(target), 1.0 / (float(std) * float(std))
+        if (target is None) == (command is None):
+            raise SpecError(f"{where}: give one of 'target' or 'command'")
+        # The target is read from one cell: a fixed value's own array, or the command's userdata slot.
+        if command is None:
+            self._goal, self._goal_index = np.array([float(target)]), 0
+        else:
+            self._goal, self._goal_index = data.userdata, commands.slot(model, command, where)
+        self._scale = 1.0 / (float(std) * float(std))
 
     def value(self, command, dt, terminated):
-        error = super().value(command, dt, terminated) - self._target
+        error = super().value(command, dt, terminated) - float(self._goal[self._goal_index])
         return math.exp(-error * error * self._scale)
 
 

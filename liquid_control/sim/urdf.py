@@ -39,6 +39,7 @@ from liquid_control.core import checks
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec
 from liquid_control.sim.actuators import Drive, add_actuator
+from liquid_control.sim.commands import add_commands, parse_commands
 
 _DRIVE_KEYS = ("interface", "kp", "kd", "gear", "lower", "upper", "effort")
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
@@ -288,6 +289,7 @@ def build(spec: RobotSpec, path: str | Path) -> mujoco.MjSpec:
 def load_urdf_model(spec: RobotSpec, path: str | Path) -> mujoco.MjModel:
     """Compile a URDF robot (build()); SpecError with MuJoCo's reason when it does not compile."""
     mjspec = build(spec, path)
+    add_commands(mjspec, parse_commands(spec.sim))
     try:
         return mjspec.compile()
     except ValueError as exc:
