@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "realtime: wall-clock paced")
     parser.add_argument("--backend", default="numpy", choices=("numpy", "onnxruntime", "torch"))
     parser.add_argument("--seed", type=int, default=0, help="initial-state seed of the sim")
-    parser.add_argument("--command", action="append", metavar="NAME=VALUE", default=[],
+    parser.add_argument("--command", action="append", dest="set_commands", metavar="NAME=VALUE", default=[],
                         help="hold one of the spec's sim.commands at VALUE, e.g. forward_speed=0.6 (repeatable; "
                              "default: drawn by the seed)")
     parser.add_argument("--push-period", type=float, metavar="S", help="push the robot every S sim seconds")
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                       "--seed", str(args.seed), "--summary", str(out / "sim_summary.json")]
     if args.push_period:
         sim_argv += ["--push-period", str(args.push_period)]
-    for setting in args.command:
+    for setting in args.set_commands:
         sim_argv += ["--command", setting]
     if args.video:
         sim_argv += ["--video", str(out / "demo.gif")]

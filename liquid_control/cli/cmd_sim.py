@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
                         help="stop after S seconds of sim time (= wall time in realtime); 0 = until Ctrl-C")
     parser.add_argument("--seed", type=int, default=0, help="initial-state seed (default 0)")
-    parser.add_argument("--command", action="append", metavar="NAME=VALUE", default=[],
+    parser.add_argument("--command", action="append", dest="set_commands", metavar="NAME=VALUE", default=[],
                         help="hold one of the spec's sim.commands at VALUE, e.g. forward_speed=0.6 (repeatable; "
                              "default: drawn per episode)")
     parser.add_argument("--lockstep-timeout", type=float, metavar="S",
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ros_arguments(args: argparse.Namespace) -> list[str]:
     params = {"robot": args.robot, "mode": args.mode, "seed": args.seed, "duration": float(args.duration),
-              "commands": ",".join(args.command) or None,
+              "commands": ",".join(args.set_commands) or None,
               "rate_hz": None if args.rate is None else float(args.rate),
               "timestep": None if args.timestep is None else float(args.timestep),
               "lockstep_timeout": None if args.lockstep_timeout is None else float(args.lockstep_timeout),
