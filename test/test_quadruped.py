@@ -91,6 +91,19 @@ def test_a_fall_ends_the_episode(env):
     assert terminated and info["terminated_by"] == "tilt"
 
 
+def test_the_video_camera_follows_the_torso(env):
+    env.reset(seed=0)
+    before = env.data.camera("side").xpos.copy()
+    env.data.qpos[0] += 3.0  # the torso 3 m further along x
+    mujoco.mj_forward(env.model, env.data)
+    np.testing.assert_allclose(env.data.camera("side").xpos - before, [3.0, 0.0, 0.0], atol=1e-9)
+    path = robot_spec_path("quadruped")
+    doc = yaml.safe_load(path.read_text())
+    doc["sim"]["cameras"]["side"]["track"] = "tail"
+    with pytest.raises(SpecError, match="sim.cameras.side.track: the URDF has no link named 'tail'"):
+        SpecEnv(parse_spec(doc, source=path))
+
+
 def test_a_joint_the_urdf_lacks_is_named():
     path = robot_spec_path("quadruped")
     doc = yaml.safe_load(path.read_text())

@@ -15,7 +15,8 @@ effort limits); `mujoco.MjSpec` then adds what a URDF lacks, each from the spec'
     sites:     {NAME: {link: L, pos: [x, y, z]}}  e.g. an end-effector point.
     goals:     {NAME: {pos: [x, y, z], axes: [x, z]}}  a massless-to-gravity body and site NAME that slide
                joints NAME_x, ... place (reset term goal_in_disc); nothing collides with it.
-    cameras:   {NAME: {pos: [x, y, z], xyaxes: [6 numbers]}}  fixed cameras for videos (sim.camera names one).
+    cameras:   {NAME: {pos: [x, y, z], xyaxes: [6 numbers], track: LINK}}  cameras for videos (sim.camera names
+               one): fixed in the world, or with `track` following that link's subtree at the offset `pos`.
     floor:     true  a ground plane at z = 0.
     floating:  true  the root link gets a free joint (`floating_base`) instead of being fixed to the world.
     physics:   {timestep, integrator, gravity, iterations}  MuJoCo options (integrator default implicitfast,
@@ -221,8 +222,15 @@ def _add_sites(mjspec: mujoco.MjSpec, sim: dict[str, Any]) -> None:
 def _add_cameras(mjspec: mujoco.MjSpec, cameras: dict[str, Any]) -> None:
     for name, raw in cameras.items():
         where = f"sim.cameras.{name}"
-        raw = checks.mapping(raw, where, ("pos", "xyaxes"), required=("pos", "xyaxes"))
-        camera = mjspec.worldbody.add_camera(name=str(name), pos=_vector(raw["pos"], f"{where}.pos"))
+        raw = checks.mapping(raw, where, ("pos", "xyaxes", "track"), required=("pos", "xyaxes"))
+        parent = mjspec.worldbody
+        if "track" in raw:  # follows the link's subtree (MuJoCo's trackcom), its view fixed in the world
+            parent = mjspec.body(checks.text(raw["track"], f"{where}.track"))
+            if parent is None:
+                raise SpecError(f"{where}.track: the URDF has no link named {raw['track']!r}")
+        camera = parent.add_camera(name=str(name), pos=_vector(raw["pos"], f"{where}.pos"))
+        if "track" in raw:
+            camera.mode = mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM
         camera.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES
         camera.alt.xyaxes[:] = _vector(raw["xyaxes"], f"{where}.xyaxes", n=6)
 
