@@ -52,7 +52,8 @@ setup(
     install_requires=["numpy>=1.24.2", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],
     extras_require={
         "train": ["torch>=2.2,<3", "gymnasium[mujoco]>=1.1", "mujoco>=3.1.2", "tqdm>=4.60",
-                  "matplotlib>=3.7", "imageio>=2.30", "imageio-ffmpeg>=0.5", "stable-baselines3>=2.3", "sb3-contrib>=2.3"],
+                  "matplotlib>=3.7", "imageio>=2.30", "imageio-ffmpeg>=0.5", "stable-baselines3>=2.3", "sb3-contrib>=2.3",
+                  "xacro>=2.1.1"],
         "ros": ros_wheels,
         "ros-jazzy": ros_jazzy_wheels,
         "bags": ["rosbags>=0.11.6,<0.12", "tqdm>=4.60", "matplotlib>=3.7"],

@@ -221,7 +221,7 @@ _SIM_KEYS = {"mjcf": checks.text, "urdf": checks.text, "task": checks.text, "tas
              # drawn per episode (liquid_control/sim/commands.py).
              "reset": None, "reward": None, "termination": None, "commands": None,
              # What a URDF lacks (liquid_control/sim/urdf.py checks each).
-             "mesh_dirs": checks.names, "drives": None, "imu": None, "sites": None, "goals": None,
+             "mesh_dirs": checks.names, "xacro_args": None, "drives": None, "imu": None, "sites": None, "goals": None,
              "cameras": None, "floor": None, "floating": None, "physics": None}
 
 
@@ -337,8 +337,8 @@ def _parse_sim(raw: Any) -> dict[str, Any]:
             check(raw[key], f"sim.{key}")
     if "mjcf" in raw and "urdf" in raw:
         raise SpecError("sim: give mjcf or urdf, not both")
-    urdf_only = [k for k in ("mesh_dirs", "drives", "imu", "sites", "goals", "cameras", "floor", "floating", "physics")
-                 if k in raw]
+    urdf_only = [k for k in ("mesh_dirs", "xacro_args", "drives", "imu", "sites", "goals", "cameras", "floor",
+                             "floating", "physics") if k in raw]
     if urdf_only and "urdf" not in raw:
         raise SpecError(f"sim.{urdf_only[0]}: completes a URDF (sim.urdf); an MJCF says it in its own XML")
     for key in ("floor", "floating"):

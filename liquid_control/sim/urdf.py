@@ -21,6 +21,7 @@ effort limits); `mujoco.MjSpec` then adds what a URDF lacks, each from the spec'
     floating:  true  the root link gets a free joint (`floating_base`) instead of being fixed to the world.
     physics:   {timestep, integrator, gravity, iterations}  MuJoCo options (integrator default implicitfast,
                which keeps stiff PD gains stable).
+    xacro_args: {NAME: VALUE}  a `.xacro` URDF is expanded by xacro first, with these <xacro:arg>s.
     mesh_dirs: [DIR, ...]  where `package://PKG/PATH` meshes are found (DIR/PKG/PATH, then DIR/PATH), after
                AMENT_PREFIX_PATH (PREFIX/share/PKG/PATH) and ROS_PACKAGE_PATH (DIR/PKG/PATH).
 
@@ -50,14 +51,42 @@ _INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtInte
 
 
 # ---- the URDF file ----------------------------------------------------------------------------------------
-def _parse(path: Path) -> ET.Element:
+def _expand_xacro(path: Path, args: dict[str, str]) -> str:
+    """The URDF a .xacro file expands to with `args` (xacro's own Python package, as `ros2 run xacro` runs)."""
     try:
-        root = ET.parse(path).getroot()
+        import xacro
+    except ModuleNotFoundError:
+        raise SpecError(f"URDF {path} is xacro, which needs the Python module 'xacro' "
+                        "(pip install 'liquid_control[train]', or rosdep key xacro)") from None
+    try:
+        return xacro.process_file(str(path), mappings=args).toxml()
+    except Exception as exc:  # noqa: BLE001 - xacro raises its own, NameError, IOError, ...: one line, any kind
+        raise SpecError(f"URDF {path}: xacro failed: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
+def _parse(path: Path, xacro_args: dict[str, str]) -> ET.Element:
+    try:
+        if path.name.endswith(".xacro"):
+            root = ET.fromstring(_expand_xacro(path, xacro_args))
+        else:
+            root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
         raise SpecError(f"URDF {path} does not load: {exc}") from None
     if root.tag != "robot":
         raise SpecError(f"URDF {path}: the root element is <{root.tag}>, not <robot>")
     return root
+
+
+def _xacro_args(raw: Any) -> dict[str, str]:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise SpecError(f"sim.xacro_args: expected a mapping of argument: value, got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise SpecError(f"sim.xacro_args.{key}: expected a string, number or boolean, got {value!r}")
+        out[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def _search_dirs(pkg: str, rel: str, mesh_dirs: list[Path]) -> list[Path]:
@@ -253,8 +282,8 @@ def _set_physics(mjspec: mujoco.MjSpec, raw: dict[str, Any]) -> None:
 def build(spec: RobotSpec, path: str | Path) -> mujoco.MjSpec:
     """The MuJoCo model spec of a URDF robot, with everything the robot spec adds (module docstring)."""
     path = Path(path)
-    root = _parse(path)
     sim = spec.sim
+    root = _parse(path, _xacro_args(sim.get("xacro_args")))
     base = Path(spec.source).parent if spec.source is not None else Path.cwd()
     mesh_dirs = [d if d.is_absolute() else base / d for d in (Path(m) for m in sim.get("mesh_dirs") or ())]
     for mesh in root.iter("mesh"):
