@@ -45,10 +45,11 @@ def test_demo_hops_forward_at_125_hz_through_the_node(tmp_path):
 def test_demo_walks_the_quadruped_at_the_speed_commanded_on_cmd_vel(tmp_path):
     """The legged robot through the node: the bridge publishes the commanded speed on /cmd_vel, the node
     observes it like a sensor, and the robot walks at that speed (within 20%, the issue's criterion) for
-    4 s of sim time at 50 Hz without a fall; the node's actions are the policy's."""
+    10 s of sim time at 50 Hz without a fall (the issue's window: the soft start and the first steps are in
+    it); the node's actions are the policy's."""
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "liquid_control.cli", "demo", "--robot", "quadruped",
-                           "--duration", "4", "--command", "forward_speed=0.65", "--out", str(out),
+                           "--duration", "10", "--command", "forward_speed=0.65", "--out", str(out),
                            "--domain", os.environ["ROS_DOMAIN_ID"]], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())

@@ -147,12 +147,13 @@ def walk(model, seeds, speed: float | None = None) -> list[dict]:
 @pytest.mark.parametrize("speed", [0.35, 0.65])
 def test_the_shipped_policy_walks_at_the_commanded_speed(speed):
     """policies/quadruped.onnx on eval's first seed, told two speeds: 10 s without a fall, within 20% of each,
-    heading straight (python test/test_quadruped.py runs eval's 20 seeds with the speeds they draw)."""
+    drifting sideways less than 0.15 m/s (python test/test_quadruped.py runs eval's 20 seeds with the speeds they
+    draw)."""
     from liquid_control.core.resources import default_policy_path
 
     (row,) = walk(default_policy_path("quadruped"), [0], speed)
     assert row["walked"] and row["steps"] == 500, row
-    assert abs(row["vy"]) < 0.2 * speed, row
+    assert abs(row["vy"]) < 0.15, row
 
 
 if __name__ == "__main__":  # python test/test_quadruped.py [MODEL] [EPISODES]: the criterion over eval's seeds
@@ -167,4 +168,5 @@ if __name__ == "__main__":  # python test/test_quadruped.py [MODEL] [EPISODES]: 
               f"vx {r['vx']:.3f} m/s, vy {r['vy']:.3f} m/s, walked {r['walked']}")
     errors = [abs(r["vx"] - r["command"]) / r["command"] for r in rows]
     print(f"walked {sum(r['walked'] for r in rows)}/{len(rows)} (|vx - command| <= 20% of the command over 10 s, "
-          f"no fall); mean |vx - command| {100 * np.mean(errors):.1f}% of the command")
+          f"no fall); mean |vx - command| {100 * np.mean(errors):.1f}% of the command; "
+          f"mean |vy| {np.mean([abs(r['vy']) for r in rows]):.3f} m/s")

@@ -317,10 +317,22 @@ def build(spec: RobotSpec, path: str | Path) -> mujoco.MjSpec:
             raise SpecError("sim.floating: the URDF's root link must be one link with no joint to the world")
         roots[0].add_freejoint(name="floating_base")
     if sim.get("floor"):
-        mjspec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0.0, 0.0, 0.05],
-                                  rgba=[0.8, 0.8, 0.8, 1.0])
-        mjspec.worldbody.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0])
+        _add_floor(mjspec)
     return mjspec
+
+
+def _add_floor(mjspec: mujoco.MjSpec) -> None:
+    """A ground plane at z = 0, checkered in 0.5 m squares so that videos show the robot's motion, under a
+    directional light that reaches wherever a walking robot goes (a spot light fades with distance)."""
+    mjspec.add_texture(name="floor_grid", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                       builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, width=64, height=64,
+                       rgb1=[0.75, 0.75, 0.75], rgb2=[0.6, 0.6, 0.6])
+    material = mjspec.add_material(name="floor_grid", texrepeat=[1.0, 1.0], texuniform=True)
+    material.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = "floor_grid"
+    mjspec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0.0, 0.0, 0.05],
+                              material="floor_grid")
+    mjspec.worldbody.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, -0.3, -1.0],
+                               type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
 
 
 def load_urdf_model(spec: RobotSpec, path: str | Path) -> mujoco.MjModel:
