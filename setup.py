@@ -46,7 +46,8 @@ setup(
     python_requires=">=3.10",
     # Floors are the lowest versions the code runs with (requirements/min.txt pins them; `make test-min` tests
     # them): numpy 1.24.2 is onnxruntime 1.17's own floor; gymnasium 1.1 brought AutoresetMode; mujoco 3.1.2
-    # renders again after an EGL context was freed (3.1.0-3.1.1 draw blank: test_render); rosbags 0.11.6
+    # renders again after an EGL context was freed (3.1.0-3.1.1 draw blank: test_render), while URDF robots and
+    # sim.commands edit models with mujoco.MjSpec, from 3.2 (below it they are a one-line error); rosbags 0.11.6
     # brought the readers' _open hook that the bag layer's recovering readers override (and 0.11.3
     # Stores.ROS2_LYRICAL): rosbags internals (also storage_mcap.msgsrc), hence <0.12.
     install_requires=["numpy>=1.24.2", "onnx>=1.15", "onnxruntime>=1.17", "pyyaml>=6"],

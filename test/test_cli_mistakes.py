@@ -76,7 +76,7 @@ CASES: dict[str, list[str]] = {
     "sim-bad-number": _cli("sim", "--rate", "-5"),
     "sim-without-mujoco": _cli("sim", hide="mujoco"),
     "sim-unknown-command": _cli("sim", "--robot", "cartpole", "--command", "turn=1", "--duration", "1"),
-    "sim-bad-command-value": _cli("sim", "--robot", "quadruped", "--command", "forward_speed=fast", "--duration", "1"),
+    "sim-bad-command-value": _cli("sim", "--robot", "cartpole", "--command", "forward_speed=fast", "--duration", "1"),
     "demo-wrong-robot": _cli("demo", "--robot", "no_such_robot", "--out", "{tmp}/demo"),
     "demo-bad-duration": _cli("demo", "--duration", "-1", "--out", "{tmp}/demo"),
     "demo-without-matplotlib": _cli("demo", "--out", "{tmp}/demo", hide="matplotlib"),

@@ -118,3 +118,34 @@ def test_the_bridge_publishes_the_command_as_the_whole_twist(quadruped_doc):
     values = TopicReader(env.model, env.data, env.robot_spec, "cmd_vel").read()
     assert {k: v.tolist() for k, v in values.items()} == {"linear": [0.55, 0.0, 0.0]}
     env.close()
+
+
+def test_model_editing_on_a_mujoco_without_mjspec_is_one_line(monkeypatch):
+    """The declared floor (mujoco 3.1.2) predates MjSpec: a URDF robot or a spec with commands says so."""
+    import mujoco
+
+    monkeypatch.delattr(mujoco, "MjSpec")
+    for robot, what in (("quadruped", "a URDF robot"), ("cartpole", None)):
+        if what is None:
+            SpecEnv(robot).close()  # an MJCF robot without commands needs no MjSpec
+            continue
+        with pytest.raises(SpecError, match=f"{what} needs mujoco 3.2 or later"):
+            SpecEnv(robot)
+
+
+def test_an_mjcf_robot_takes_commands_too(monkeypatch):
+    """The MJCF path (hopper.xml) compiled with room for a command: drawn, observed, and without MjSpec refused."""
+    import mujoco
+
+    path = robot_spec_path("hopper")
+    doc = yaml.safe_load(path.read_text())
+    doc["sim"]["commands"] = {"speed": [1.0, 2.0]}
+    doc["observation"].append({"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "linear",
+                               "axes": ["x"], "sim": {"command": "speed"}})
+    env = SpecEnv(parse_spec(doc, source=path))
+    obs, _ = env.reset(seed=0)
+    assert 1.0 <= obs[-1] <= 2.0 and obs[-1] == env.commands.values()["speed"]
+    env.close()
+    monkeypatch.delattr(mujoco, "MjSpec")
+    with pytest.raises(SpecError, match="a spec with sim.commands needs mujoco 3.2 or later"):
+        SpecEnv(parse_spec(doc, source=path))

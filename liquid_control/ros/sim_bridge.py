@@ -83,9 +83,9 @@ class SimBridge(Node):
         if self.mode not in MODES:
             raise LiquidControlError(f"mode must be one of {MODES}, got {self.mode!r}")
         self.spec = load_spec(str(g("robot")))
+        self._reset_options = {"commands": parse_settings(str(g("commands")))} if str(g("commands")) else None
         rate = self._make_env(float(g("rate_hz")), float(g("timestep")) or None)
         self.seed, self.duration = int(g("seed")), float(g("duration"))
-        self._reset_options = {"commands": parse_settings(str(g("commands")))} if str(g("commands")) else None
         self.lockstep_timeout, self.wait_for_controller = float(g("lockstep_timeout")), float(g("wait_for_controller"))
         self._set_pushes(float(g("push_period")), float(g("push_force")), str(g("push_body")))
         self.stats = BridgeStats()

@@ -49,6 +49,13 @@ def parse_commands(sim: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def require_mjspec(what: str) -> None:
+    """Model editing (URDF completion, commands) needs mujoco.MjSpec, which mujoco's Python bindings have
+    from 3.2 on; the declared floor (3.1.2) serves MJCF robots without commands."""
+    if not hasattr(mujoco, "MjSpec"):
+        raise SpecError(f"{what} needs mujoco 3.2 or later (mujoco.MjSpec); this is mujoco {mujoco.__version__}")
+
+
 def add_commands(mjspec: mujoco.MjSpec, commands: dict[str, tuple[float, float]]) -> None:
     """Room for the commands in MjData.userdata, and each one's slot as numeric `command/NAME`."""
     if not commands:

@@ -33,7 +33,7 @@ from liquid_control.core.command import CommandPipeline
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec, load_spec
 from liquid_control.sim.actuators import check_interface
-from liquid_control.sim.commands import Commands, add_commands, parse_commands
+from liquid_control.sim.commands import Commands, add_commands, parse_commands, require_mjspec
 from liquid_control.sim.observe import ObsReader
 from liquid_control.sim.tasks import make_task
 
@@ -74,6 +74,7 @@ def load_model(path: str | Path, commands: dict[str, tuple[float, float]] | None
     try:
         if not commands:
             return mujoco.MjModel.from_xml_path(str(path))
+        require_mjspec("a spec with sim.commands")
         mjspec = mujoco.MjSpec.from_file(str(path))
         add_commands(mjspec, commands)
         return mjspec.compile()

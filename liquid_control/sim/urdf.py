@@ -41,7 +41,7 @@ from liquid_control.core import checks
 from liquid_control.core.errors import SpecError
 from liquid_control.core.spec import TWIST, RobotSpec
 from liquid_control.sim.actuators import Drive, add_actuator
-from liquid_control.sim.commands import add_commands, parse_commands
+from liquid_control.sim.commands import add_commands, parse_commands, require_mjspec
 
 _DRIVE_KEYS = ("interface", "kp", "kd", "gear", "lower", "upper", "effort")
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
@@ -282,6 +282,7 @@ def _set_physics(mjspec: mujoco.MjSpec, raw: dict[str, Any]) -> None:
 def build(spec: RobotSpec, path: str | Path) -> mujoco.MjSpec:
     """The MuJoCo model spec of a URDF robot, with everything the robot spec adds (module docstring)."""
     path = Path(path)
+    require_mjspec("a URDF robot")
     sim = spec.sim
     root = _parse(path, _xacro_args(sim.get("xacro_args")))
     base = Path(spec.source).parent if spec.source is not None else Path.cwd()
