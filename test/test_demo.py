@@ -80,3 +80,20 @@ def test_the_score_is_per_control_period_at_any_trace_rate():
     trace["qpos"] = [[0.0, 0.0]] * 100 + [[0.0, 0.3]] * (n - 100)  # the pole past 0.2 rad from t = 0.4 s
     score = _score("cartpole", trace, 0.04)
     assert score["failed_at"] == pytest.approx(0.4) and score["return"] == pytest.approx(9.9)  # 99 steps of 0.004 s
+
+
+def test_safe_ticks_before_the_first_step_are_start_up():
+    """A safe first answer (the first /clock came before the sensors' first samples) is start-up, counted
+    apart; a safe tick once the node runs is a safe tick; the rate is the one kept once running."""
+    from liquid_control.cli.cmd_demo import tick_counts
+
+    def records(statuses, times):
+        return [{"status": s, "time": t} for s, t in zip(statuses, times)]
+
+    late = tick_counts(records([2, 0, 0, 0, 0], [0.0, 0.30, 0.32, 0.34, 0.36]))
+    assert late["startup_safe_ticks"] == 1 and late["safe_ticks"] == 0 and late["ticks_stepped"] == 4
+    assert abs(late["achieved_rate_hz"] - 50.0) < 1e-9
+    mid = tick_counts(records([0, 0, 2, 0], [0.0, 0.02, 0.04, 0.06]))
+    assert mid["startup_safe_ticks"] == 0 and mid["safe_ticks"] == 1
+    never = tick_counts(records([2, 2], [0.0, 0.02]))
+    assert never["ticks_stepped"] == 0 and never["startup_safe_ticks"] == 2

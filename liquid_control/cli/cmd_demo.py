@@ -129,6 +129,19 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
             "sim_duration_s": duration, "commands": commands, "base_x_velocity": speed}
 
 
+def tick_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The node's ticks from its step_debug records: the rate it kept, how many stepped the policy, how many
+    sent the safe command. Safe ticks before the first stepped one are start-up: DDS can deliver the first
+    /clock before the sensors' first samples (their readers match separately), and the node then rightly
+    answers with its safe command; they are counted apart, and the rate is the one kept once running."""
+    startup = next((i for i, r in enumerate(records) if r["status"] == 0), len(records))
+    running = records[startup:] or records
+    span = running[-1]["time"] - running[0]["time"] if running else 0.0
+    stepped = sum(r["status"] == 0 for r in records)
+    return {"achieved_rate_hz": (len(running) - 1) / span if span > 0 else 0.0, "ticks": len(records),
+            "ticks_stepped": stepped, "startup_safe_ticks": startup, "safe_ticks": len(records) - stepped - startup}
+
+
 def _replay_policy(model_path: Path | None, robot: str, records: list[dict[str, Any]]) -> tuple[np.ndarray, float]:
     """Hidden-state trace of the policy stepped on the node's own (obs, dt); max |action difference|."""
     from liquid_control.core.policy import Policy
@@ -290,8 +303,8 @@ def run(args: argparse.Namespace) -> int:
     records = _parse(listener.debug, spec.obs_size, spec.action_size)
     if not records:
         raise LiquidControlError(f"no step_debug records came from the controller; see {out}/controller.log")
+    ticks = tick_counts(records)
     stepped = [r for r in records if r["status"] == 0]
-    sim_span = records[-1]["time"] - records[0]["time"]
     dts = np.asarray([r["dt"] for r in stepped[1:]]) if len(stepped) > 1 else np.zeros(1)
     states, action_diff = _replay_policy(Path(args.model) if args.model else None, args.robot, records)
     level, reason = listener.diagnostics[-1] if listener.diagnostics else (3, "no diagnostics received")
@@ -303,8 +316,7 @@ def run(args: argparse.Namespace) -> int:
         **{f"command_{name}": value for name, value in score["commands"].items()},
         **({"base_x_velocity_m_s": score["base_x_velocity"]} if score["base_x_velocity"] is not None else {}),
         "target_rate_hz": spec.rate_hz,
-        "achieved_rate_hz": (len(records) - 1) / sim_span if sim_span > 0 else 0.0,
-        "ticks": len(records), "ticks_stepped": len(stepped), "safe_ticks": len(records) - len(stepped),
+        **ticks,
         "dt_mean_s": float(dts.mean()), "dt_max_abs_error_s": float(np.max(np.abs(dts - spec.period))),
         "sensor_to_command_mean_ms": 1e3 * float(sim.get("answer_wait", 0.0)) / commands if lockstep else None,
         "command_timeouts": sim.get("command_timeouts"), "commands_ignored": sim.get("commands_ignored"),

@@ -19,6 +19,7 @@ from liquid_control.ros.qos import CLOCK_QOS
 
 PREROLL_WAIT_S = 0.02  # wall wait per pre-roll tick, before the controller's first command
 SPIN_EVERY_S = 0.1  # wall seconds between executor spins (reset service, graph events)
+MATCH_WAIT_S = 2.0  # wall wait, once a controller is there, for its readers and writer to match ours
 
 
 class SubscriptionWaiter:
@@ -65,6 +66,15 @@ class LockstepLoop:
         t0 = time.monotonic()
         while (bridge.wait_for_controller > 0 and bridge.count_publishers(bridge.spec.action.topic) == 0
                and not stop.is_set() and time.monotonic() - t0 < bridge.wait_for_controller):
+            executor.spin_once(timeout_sec=0.01)
+        # ... and matched both ways (DDS matches each reader and writer on its own, and a volatile sample sent
+        # before its reader matched is lost): our command reader to its writer, its /clock and sensor readers
+        # to ours. Otherwise a first answer can be lost, the pre-roll runs on and the node sees a jump in time.
+        t1, ours = time.monotonic(), [self.clock_pub, *bridge.sensors.pubs]
+        while (bridge.count_publishers(bridge.spec.action.topic) > 0
+               and (bridge.command_sub.get_publisher_count() == 0
+                    or any(p.get_subscription_count() == 0 for p in ours))
+               and not stop.is_set() and time.monotonic() - t1 < MATCH_WAIT_S):
             executor.spin_once(timeout_sec=0.01)
         bridge.wall0 = time.monotonic()  # restarted at the first answered tick, below
         stats.startup_wait = bridge.wall0 - t0
