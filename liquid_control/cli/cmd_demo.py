@@ -108,7 +108,7 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
     if rows:
         env.reset(seed=0, options={"qpos": rows[0][1], "qvel": rows[0][2]})
         env.data.userdata[:] = rows[0][4]  # the episode's commands, as the sim drew them
-    for (t_before, *_), (t, qpos, qvel, cmd, _userdata) in zip(rows, rows[1:]):
+    for (t_before, *_), (t, qpos, qvel, cmd, *_) in zip(rows, rows[1:]):
         env.data.qpos[:], env.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(env.model, env.data)
         dt = (t - t_before) or period

@@ -17,6 +17,7 @@ copies them like any MuJoCo array; the model records each command's slot as a cu
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mujoco
@@ -84,7 +85,7 @@ def parse_settings(text: str) -> dict[str, float]:
             number = float(value) if sep and name.strip() else None
         except ValueError:
             number = None
-        if number is None or number != number or number in (float("inf"), float("-inf")):
+        if number is None or not math.isfinite(number):
             raise SpecError(f"command {item!r}: expected NAME=VALUE with a finite number, e.g. forward_speed=0.5")
         out[name.strip()] = number
     return out
