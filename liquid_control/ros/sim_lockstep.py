@@ -1,10 +1,13 @@
 """The sim bridge's lockstep loop: the bridge owns /clock and steps only when the controller has answered.
 
-Each tick: publish the sensors and then /clock (t), wait for the command that answers it, apply it,
-advance one period. Until the first command arrives the clock runs (short waits) but the physics is
-frozen ("pre-roll"), so the controller starting late changes nothing: the run is a deterministic function
-of the seed and the commands. A command that does not come within lockstep_timeout (wall seconds) is
-counted and the last one held.
+Each tick: publish the sensors and then /clock (t), wait for the command that answers it, apply it, advance
+one period. Until the first command arrives the physics is frozen ("pre-roll"): the controller starts its
+epoch at the first /clock it sees and ticks one period later (controller/sim_clock.py), so the first instant
+goes out once, and each later one is published again every PREROLL_WAIT_S for PREROLL_HOLD_S before time
+moves one period: a controller slow to answer its first tick (starting up on a loaded machine) must not find
+time run ahead of it when it answers. So the controller starting late or stalling changes nothing: the run
+is a deterministic function of the seed and the commands. A command that does not come within
+lockstep_timeout (wall seconds) is counted and the last one held.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from rclpy.node import Node
 from liquid_control.core.cdr import ClockCdr
 from liquid_control.ros.qos import CLOCK_QOS
 
-PREROLL_WAIT_S = 0.02  # wall wait per pre-roll tick, before the controller's first command
+PREROLL_WAIT_S = 0.02  # wall wait between pre-roll re-sends of one instant, before the first command
+PREROLL_HOLD_S = 0.5  # wall seconds an unanswered pre-roll instant is held before time moves one period
 SPIN_EVERY_S = 0.1  # wall seconds between executor spins (reset service, graph events)
 MATCH_WAIT_S = 2.0  # wall wait, once a controller is there, for its readers and writer to match ours
 
@@ -57,6 +61,7 @@ class LockstepLoop:
         self.clock_pub = bridge.create_publisher(Clock, "/clock", CLOCK_QOS)
         self._waiter = SubscriptionWaiter(bridge, bridge.command_sub)
         self._last_spin = 0.0
+        self._kept_ns = -1  # the last instant kept
 
     def run(self, executor: SingleThreadedExecutor) -> None:
         """Spins `executor` in this thread between ticks (no thread hand-off on the command's path: the round
@@ -80,6 +85,7 @@ class LockstepLoop:
         stats.startup_wait = bridge.wall0 - t0
         clock_ns = bridge.period_ns  # the controller ignores a zero /clock
         started = False
+        held_since = time.monotonic()  # when pre-roll first published the instant clock_ns
         while not bridge.done():
             self._publish(clock_ns)
             w0 = time.monotonic()
@@ -91,7 +97,7 @@ class LockstepLoop:
             bridge.take_command()
             if answered and not started:
                 # The run's wall time starts with its first answered tick: the pre-roll before it (physics
-                # frozen, PREROLL_WAIT_S per unanswered /clock) is start-up, like the wait above.
+                # frozen) is start-up, like the wait above.
                 bridge.wall0 = time.monotonic()
                 stats.startup_wait = bridge.wall0 - t0
             if answered:
@@ -103,6 +109,10 @@ class LockstepLoop:
             if started:
                 bridge.advance()
             else:
+                hold = PREROLL_HOLD_S if clock_ns > bridge.period_ns else 0.0
+                if time.monotonic() - held_since < hold:
+                    continue  # the same instant again
+                held_since = time.monotonic()
                 stats.preroll_ticks += 1
             clock_ns += bridge.period_ns
         if not stop.is_set():  # the final state too, as realtime mode publishes after every step
@@ -138,11 +148,15 @@ class LockstepLoop:
 
     def _publish(self, clock_ns: int) -> None:
         """Sensors first, then /clock: the controller's tick (woken by /clock) finds them already there.
-        The bookkeeping waits until both are out: it overlaps the controller's work instead of delaying it."""
+        The bookkeeping waits until both are out: it overlaps the controller's work instead of delaying it.
+        An instant published again in pre-roll is kept (trace, bag) once."""
         bridge = self.bridge
         bridge.publish_sensors(clock_ns)
         clock = self._clock_cdr.encode(clock_ns)
         self.clock_pub.publish(clock)
+        if clock_ns == self._kept_ns:
+            return
+        self._kept_ns = clock_ns
         record = bridge.record
         record.keep()
         if record.bag is not None:

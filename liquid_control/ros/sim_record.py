@@ -23,7 +23,7 @@ class BridgeStats:
     wall_time: float = 0.0  # from the first tick (lockstep: the first answered one) to the end
     startup_wait: float = 0.0  # lockstep: wall seconds before that (the controller appearing, pre-roll)
     ticks: int = 0
-    preroll_ticks: int = 0
+    preroll_ticks: int = 0  # lockstep: times the clock moved before the first answer (PREROLL_HOLD_S each)
     commands: int = 0
     commands_ignored: int = 0
     command_timeouts: int = 0
