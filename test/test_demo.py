@@ -68,7 +68,8 @@ def test_demo_rejects_a_bad_duration(tmp_path):
 
 def test_the_score_is_per_control_period_at_any_trace_rate():
     """Lockstep traces a state per control period, realtime per sensor sample: the same second of a balanced
-    cart-pole (+1 per 0.04 s period) scores 25 either way."""
+    cart-pole (+1 per 0.04 s period) scores 25 either way, and states traced before the physics started
+    (lockstep's pre-roll) add nothing."""
     from liquid_control.cli.cmd_demo import _score
 
     for step in (0.04, 0.004):
@@ -77,6 +78,8 @@ def test_the_score_is_per_control_period_at_any_trace_rate():
                  "command": [[0.0]] * n, "userdata": [[]] * n}
         score = _score("cartpole", trace, 0.04)
         assert score["return"] == pytest.approx(25.0) and score["failed_at"] is None
+    pre_roll = {key: [v[0]] * 3 + v for key, v in trace.items()}  # 3 states before the physics started
+    assert _score("cartpole", pre_roll, 0.04)["return"] == pytest.approx(25.0)
     trace["qpos"] = [[0.0, 0.0]] * 100 + [[0.0, 0.3]] * (n - 100)  # the pole past 0.2 rad from t = 0.4 s
     score = _score("cartpole", trace, 0.04)
     assert score["failed_at"] == pytest.approx(0.4) and score["return"] == pytest.approx(9.9)  # 99 steps of 0.004 s

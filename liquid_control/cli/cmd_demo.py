@@ -33,6 +33,7 @@ from liquid_control.ros.background import BackgroundNode, ChildProcess
 
 HELP = "closed loop: sim bridge + controller node over ROS 2, with a summary and plot"
 NODE = "liquid_controller"
+DIAGNOSTICS_WAIT_S = 2.5  # wall seconds, after the sim ended, for the node's next diagnostics report
 LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
 
 
@@ -75,7 +76,7 @@ class _Listener(BackgroundNode):
 
         super().__init__("liquid_control_demo", domain_id=domain_id)
         self.debug: list[np.ndarray] = []
-        self.diagnostics: list[tuple[int, str]] = []
+        self.diagnostics: list[tuple[int, str, int]] = []  # (level, message, ticks in the report's window)
         self.node.create_subscription(Float64MultiArray, f"/{NODE}/step_debug",
                                       lambda m: self.debug.append(np.asarray(m.data, dtype=np.float64)), 1000)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -84,7 +85,16 @@ class _Listener(BackgroundNode):
         for s in msg.status:
             if NODE in s.name:
                 level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
-                self.diagnostics.append((int(level), s.message))
+                ticks = next((kv.value for kv in s.values if kv.key == "ticks"), "0")
+                self.diagnostics.append((int(level), s.message, int(ticks) if ticks.isdigit() else 0))
+
+    def run_diagnostics(self) -> tuple[int, str]:
+        """The node's last report on a window in which it ticked: its verdict on the run. (Reports while
+        the sim starts or after it ended rightly say STALE, no ticks: that is not the run.)"""
+        ticking = [d for d in self.diagnostics if d[2] > 0]
+        if not ticking:
+            return (3, "no diagnostics on a window with control ticks received")
+        return ticking[-1][:2]
 
     def debug_publishers(self) -> int:
         return self.node.count_publishers(f"/{NODE}/step_debug")
@@ -95,7 +105,8 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
 
     The first traced state starts the episode; each later one is scored as the step from the one before
     (its command, the sim time between them), so terms that difference states (forward velocity, action
-    rate) see the motion the sim made. Each reward is weighted by that time over the control period, so the
+    rate) see the motion the sim made; states traced before the physics started (lockstep's pre-roll) score
+    nothing. Each reward is weighted by that time over the control period, so the
     return is per control step whether states were traced at the control rate (lockstep) or the sensor rate
     (realtime)."""
     import mujoco
@@ -109,9 +120,11 @@ def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
         env.reset(seed=0, options={"qpos": rows[0][1], "qvel": rows[0][2]})
         env.data.userdata[:] = rows[0][4]  # the episode's commands, as the sim drew them
     for (t_before, *_), (t, qpos, qvel, cmd, *_) in zip(rows, rows[1:]):
+        dt = t - t_before
+        if dt <= 0:  # lockstep's pre-roll: the physics had not started, no step to score
+            continue
         env.data.qpos[:], env.data.qvel[:] = qpos, qvel
         mujoco.mj_forward(env.model, env.data)
-        dt = (t - t_before) or period
         reward, terminated, _ = env.task.evaluate(np.asarray(cmd, dtype=np.float64), dt)
         if failed_at is None:  # the return of the episode the task would have ended there
             total += reward * dt / period  # per control period: realtime mode traces at the sensor rate
@@ -287,7 +300,12 @@ def run(args: argparse.Namespace) -> int:
             raise LiquidControlError(f"the sim did not finish within {timeout:.0f} s; see {bridge.log_path}") from None
         if bridge.proc.returncode != 0:
             raise LiquidControlError(f"the sim bridge failed ({bridge.proc.returncode}); see {bridge.log_path}")
-        time.sleep(0.3)  # the last step_debug messages are in flight
+        # The last step_debug messages are in flight, and the node's report on the run's last window
+        # comes at its next diagnostics period (1 s).
+        ended, reports = time.monotonic(), len(listener.diagnostics)
+        while time.monotonic() - ended < 0.3 or (len(listener.diagnostics) == reports
+                                                  and time.monotonic() - ended < DIAGNOSTICS_WAIT_S):
+            time.sleep(0.02)
     except (ChildProcessError, TimeoutError) as exc:
         raise LiquidControlError(str(exc).splitlines()[0]) from None
     finally:
@@ -307,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     stepped = [r for r in records if r["status"] == 0]
     dts = np.asarray([r["dt"] for r in stepped[1:]]) if len(stepped) > 1 else np.zeros(1)
     states, action_diff = _replay_policy(Path(args.model) if args.model else None, args.robot, records)
-    level, reason = listener.diagnostics[-1] if listener.diagnostics else (3, "no diagnostics received")
+    level, reason = listener.run_diagnostics()
     commands = max(int(sim.get("commands", 0)), 1)
     summary = {
         "robot": spec.name, "mode": args.mode, "duration_s": args.duration,
