@@ -1,9 +1,10 @@
-"""The trainer's fast paths compute the same bits as their plain references.
+"""The trainer's fast paths compute what their plain references compute.
 
-`CfC.unroll` (the hand-written CfCSequence backward for the trainer's cell shape, an autograd loop with the
-weights transposed once for the others) against `_Recurrent.unroll`, the plain loop over `CfC.step`:
-outputs, final state and every gradient equal bit for bit. And one PPO update of the real trainer with the
-fast unroll against the same update with the plain one: the same weights and statistics afterwards.
+`CfC.unroll` against `_Recurrent.unroll`, the plain loop over `CfC.step`: for every cell shape but the
+trainer's, an autograd loop with the weights transposed once, equal bit for bit (outputs, final state, every
+gradient); for the trainer's shape, CfCSequence's hand-written forward and backward, which sum in another
+order, equal to float32 rounding. And one PPO update of the real trainer with the fast unroll against the
+same update with the plain one: the same statistics and weights afterwards, to float32 rounding.
 """
 from __future__ import annotations
 
@@ -60,7 +61,17 @@ def test_cfc_unroll_equals_the_plain_step_loop(name, resets):
     fast = _run(cell, cell.unroll, x, h0, dt, start)
     plain = _run(cell, lambda *a: _Recurrent.unroll(cell, *a), x, h0, dt, start)
     for a, b in zip(fast, plain, strict=True):
-        assert torch.equal(a, b)
+        if cfc_sequence.supports(cell):
+            _assert_float32_close(a, b)
+        else:
+            assert torch.equal(a, b)
+
+
+def _assert_float32_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to float32 rounding in sums of a few dozen terms: 2e-6 of the tensor's largest value."""
+    assert a.shape == b.shape
+    scale = b.abs().max().item()
+    assert (a - b).abs().max().item() <= 2e-6 * scale, ((a - b).abs().max().item(), scale)
 
 
 def test_wired_cfc_unroll_equals_the_plain_step_loop():
@@ -92,7 +103,10 @@ def test_ppo_update_with_the_fast_unroll_equals_the_plain_one(tmp_path):
         tr.rollouts.close()
         results.append((stats, tr.agent.state_dict()))
     (stats_fast, sd_fast), (stats_plain, sd_plain) = results
-    assert stats_fast == stats_plain
+    for fast, plain in zip(stats_fast, stats_plain, strict=True):
+        assert fast.keys() == plain.keys()
+        for k in fast:
+            assert fast[k] == pytest.approx(plain[k], rel=1e-4, abs=1e-6), k
     assert sd_fast.keys() == sd_plain.keys()
     for k in sd_fast:
-        assert torch.equal(sd_fast[k], sd_plain[k]), k
+        _assert_float32_close(sd_fast[k], sd_plain[k])

@@ -270,7 +270,8 @@ class CfC(_Recurrent):
         """`_Recurrent.unroll`, bit for bit (forward and gradients), with less work per step: the weights are
         transposed (and masked) once per sequence instead of once per step, as F.linear would, and the modules'
         call machinery is bypassed. A reset (h * (1 - start)) is skipped at steps where no sample starts an
-        episode, where it would multiply by exactly 1. Dropout in the backbone takes the plain loop."""
+        episode, where it would multiply by exactly 1. Dropout in the backbone takes the plain loop; the
+        trainer's cell shape takes learning/cfc_sequence.py (equal to float32 rounding, not bit for bit)."""
         if any(isinstance(m, nn.Dropout) for layer in self.layers if layer.backbone is not None
                for m in layer.backbone):
             return super().unroll(x, h, dt, start)
