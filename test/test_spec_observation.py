@@ -330,3 +330,51 @@ def test_clip_bounds_raw_values_before_offset_and_scale_on_both_sides():
     np.testing.assert_array_equal(asm.assemble(0.0)[0], [(10 - 1) * 0.5, (-10 - 1) * 0.5, -1.0, 1.5])
     assert asm.update("js", joint_state(["a", "b"], [0.0, 0.0], [3.0, -4.0]), 0.0) is None  # inside: untouched
     np.testing.assert_array_equal(asm.assemble(0.0)[0][:2], [(3 - 1) * 0.5, (-4 - 1) * 0.5])
+
+
+def test_a_topic_with_its_own_timeout_goes_stale_on_its_own_clock():
+    """An operator's command (cmd_vel at 10 Hz, timeout 0.5 s) beside joint states (the robot's 0.1 s): each
+    topic is judged by its own timeout, tick by tick; entries on one topic share theirs; the node's
+    sensor_timeout (the assembler's argument) replaces only the robot's default."""
+    from geometry_msgs.msg import Twist
+
+    spec = _spec([{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"]},
+                  {"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "linear", "axes": ["x"],
+                   "timeout": 0.5},
+                  {"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "angular", "axes": ["z"]}],
+                 safety={"sensor_timeout": 0.1})
+    assert [e.timeout for e in spec.observation] == [None, 0.5, None]
+    asm = ObservationAssembler(spec)
+    assert asm.timeouts == {"js": 0.1, "cmd_vel": 0.5}
+    asm.update("cmd_vel", Twist(), 0.0)
+    for k in range(1, 6):  # joint states every 0.1 s, no new command: fresh up to 0.5 s inclusive
+        t = 0.1 * k
+        asm.update("js", joint_state(["a"], [0.0], [0.0]), t)
+        assert asm.fault(t) is None, t
+    asm.update("js", joint_state(["a"], [0.0], [0.0]), 0.6)
+    fault = asm.fault(0.6)
+    assert (fault.kind, fault.topic, fault.reason) == ("stale", "cmd_vel", "last message 0.600 s old (timeout 0.5 s)")
+    asm.update("cmd_vel", Twist(), 0.6)
+    assert asm.fault(0.6) is None
+    fault = asm.fault(0.75)  # the joint states are 0.15 s old: stale on the robot's 0.1 s
+    assert (fault.kind, fault.topic) == ("stale", "js") and "timeout 0.1 s" in fault.reason
+    assert ObservationAssembler(spec, sensor_timeout=0.2).timeouts == {"js": 0.2, "cmd_vel": 0.5}
+    # What a model depends on is unchanged by a timeout: the layout has none.
+    assert "timeout" not in spec.observation[1].layout()
+
+
+@pytest.mark.parametrize("timeout, message", [
+    (0, "observation.1..timeout"), (-1, "observation.1..timeout"), (float("nan"), "observation.1..timeout"),
+    (float("inf"), "observation.1..timeout"), ("soon", "observation.1..timeout"), (1e9, "observation.1..timeout"),
+])
+def test_a_timeout_that_would_switch_the_watchdog_off_is_refused(timeout, message):
+    with pytest.raises(SpecError, match=message):
+        _spec([{"topic": "js", "type": "sensor_msgs/msg/JointState", "field": "position", "joints": ["a"]},
+               {"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "linear", "timeout": timeout}])
+
+
+def test_entries_on_one_topic_must_not_name_different_timeouts():
+    with pytest.raises(SpecError, match=r"observation\[1\].timeout: 0.3 s, but observation\[0\] on the same topic "
+                                        r"'cmd_vel' says 0.5 s"):
+        _spec([{"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "linear", "timeout": 0.5},
+               {"topic": "cmd_vel", "type": "geometry_msgs/msg/Twist", "field": "angular", "timeout": 0.3}])

@@ -391,6 +391,14 @@ def test_info_names_the_command_interface():
     assert "-> std_msgs/msg/Float64MultiArray (position interface)" in out.stdout
 
 
+def test_info_robot_shows_the_safety_settings_and_a_topic_s_own_timeout():
+    from liquid_control.cli.cmd_info import describe_robot
+
+    rows = dict(r for r in describe_robot("quadruped") if r[0])
+    assert rows["safety"] == "sensors stale after 0.1 s, cmd_vel after 0.5 s; soft start 0.5 s; safe behaviour hold"
+    assert dict(r for r in describe_robot("cartpole") if r[0])["safety"].startswith("sensors stale after ")
+
+
 def test_term_lists_take_no_task_options():
     with pytest.raises(SpecError, match="sim.task_options: options of a named task"):
         task_terms({"reward": [{"term": "alive"}], "task_options": {"joint": "hinge"}})

@@ -85,7 +85,7 @@ def describe(artifact: Any) -> list[tuple[str, str]]:
 
 
 def describe_robot(robot: str) -> list[tuple[str, str]]:
-    """(label, text) lines: a robot spec's rates, observation, action and task terms."""
+    """(label, text) lines: a robot spec's rates, observation, action, safety settings and task terms."""
     from liquid_control.core.spec import load_spec
     from liquid_control.sim.commands import parse_commands
     from liquid_control.sim.tasks import TASKS, task_terms
@@ -105,6 +105,11 @@ def describe_robot(robot: str) -> list[tuple[str, str]]:
     rows.append(("command", f"{a.topic} ({a.msg_type}): {drives}"))
     rows += [("action" if i == 0 else "", f"{i:3d}  {name}  scale {s:g}, limits [{lo:g}, {hi:g}]")
              for i, (name, s, lo, hi) in enumerate(zip(a.names, a.scale, a.lower, a.upper))]
+    sf = spec.safety
+    own = {e.topic: e.timeout for e in spec.observation if e.timeout is not None}
+    rows.append(("safety", f"sensors stale after {sf.sensor_timeout:g} s"
+                           + "".join(f", {t} after {v:g} s" for t, v in own.items())
+                           + f"; soft start {sf.soft_start:g} s; safe behaviour {sf.safe_behaviour}"))
     rows += [("commands" if i == 0 else "", f"{n}: drawn in [{lo:g}, {hi:g}] per episode")
              for i, (n, (lo, hi)) in enumerate(parse_commands(spec.sim).items())]
     terms = task_terms(spec.sim)

@@ -10,7 +10,8 @@ mixes old and half-decoded data. A JointState naming none of the spec's joints o
 ignored rather than a fault: robots often publish /joint_states from several drivers (arm, gripper),
 and only a message that names some but not all of our joints is wrong. Freshness is judged by the time the message was *received*
 (the caller's clock: node time, or bag time on replay), not by its header stamp, which may come
-from another machine's clock.
+from another machine's clock; a topic is stale after its entries' `timeout`, else the robot's
+safety.sensor_timeout.
 """
 from __future__ import annotations
 
@@ -120,6 +121,11 @@ class ObservationAssembler:
             self._blocks.setdefault(entry.topic, []).append(_Block(entry, start))
             start += entry.size
         self.topics: tuple[str, ...] = tuple(self._blocks)
+        # How long each topic may stay silent: its entries' own timeout (the spec checks they agree), else
+        # the robot's.
+        self.timeouts: dict[str, float] = {
+            t: next((b.entry.timeout for b in blocks if b.entry.timeout is not None), self.sensor_timeout)
+            for t, blocks in self._blocks.items()}
         # Per JointState topic, every joint any of its entries names: a message with none of them is another
         # publisher's (see the module docstring).
         self._joints: dict[str, frozenset[str]] = {
@@ -175,9 +181,9 @@ class ObservationAssembler:
                 return Fault("invalid", topic, self._error[topic])
             if stamp is None:
                 return Fault("missing", topic, "no message received yet")
-            age = now - stamp
-            if age > self.sensor_timeout:
-                return Fault("stale", topic, f"last message {age:.3f} s old (timeout {self.sensor_timeout:g} s)")
+            age, timeout = now - stamp, self.timeouts[topic]
+            if age > timeout:
+                return Fault("stale", topic, f"last message {age:.3f} s old (timeout {timeout:g} s)")
         return None
 
     def assemble(self, now: float) -> tuple[np.ndarray, Fault | None]:

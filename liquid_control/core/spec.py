@@ -67,6 +67,11 @@ class ObsEntry:
     `encode: sincos` (joint positions only) replaces each angle v by (cos v, sin v): the block holds the
     cosines of all its joints, then the sines, as Gymnasium's Reacher does. A continuous joint that winds
     past +-pi then looks the same to the policy at v and v + 2 pi, and the input stays in [-1, 1].
+
+    `timeout` (seconds) is how long the entry's topic may stay silent before it is stale, where it differs
+    from safety.sensor_timeout: an operator's command (cmd_vel from a teleop at 10 Hz) beside joint
+    states at 500 Hz. Entries on one topic share it. It is a safety setting of the robot, not part of what
+    a model depends on (not in `layout`).
     """
 
     topic: str
@@ -78,6 +83,7 @@ class ObsEntry:
     sim: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     encode: str | None = None  # None or "sincos"
     clip: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (low, high) per name, on the raw value
+    timeout: float | None = None  # seconds before the topic is stale; None: safety.sensor_timeout
 
     @property
     def size(self) -> int:
@@ -205,7 +211,8 @@ def layout_difference(expected: dict[str, Any], actual: dict[str, Any]) -> str |
 
 
 _TOP_KEYS = ("robot", "rate_hz", "observation", "action", "safety", "sim")
-_OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "clip", "sim")
+_OBS_KEYS = ("topic", "type", "field", "joints", "index", "axes", "scale", "offset", "encode", "clip", "timeout",
+             "sim")
 _OBS_SIM_KEYS = ("sensor", "site", "body", "command")
 _ACTION_KEYS = ("topic", "type", "names", "interface", "scale", "limits", "rate_limit", "safe")
 _SAFETY_KEYS = ("sensor_timeout", "soft_start", "safe_behaviour")
@@ -265,10 +272,26 @@ def _parse_obs(i: int, raw: Any) -> ObsEntry:
     for key, value in sim.items():
         checks.text(value, f"{where}.sim.{key}")
     n = len(names)
+    # As safety.sensor_timeout: a NaN or infinite timeout would switch the watchdog off for this topic.
+    timeout = None if raw.get("timeout") is None else checks.number(raw["timeout"], f"{where}.timeout", low=0.0,
+                                                                     low_open=True, high=3600.0)
     return ObsEntry(topic=topic, msg_type=msg_type, field=fld, names=names,
                     scale=checks.numbers(raw.get("scale"), n, f"{where}.scale", 1.0),
                     offset=checks.numbers(raw.get("offset"), n, f"{where}.offset", 0.0),
-                    sim=dict(sim), encode=encode, clip=_parse_clip(raw.get("clip"), n, f"{where}.clip"))
+                    sim=dict(sim), encode=encode, clip=_parse_clip(raw.get("clip"), n, f"{where}.clip"),
+                    timeout=timeout)
+
+
+def _check_topic_timeouts(entries: tuple[ObsEntry, ...]) -> None:
+    """Entries on one topic are judged stale together: they must not name different timeouts."""
+    seen: dict[str, tuple[int, float]] = {}
+    for i, e in enumerate(entries):
+        if e.timeout is None:
+            continue
+        first = seen.setdefault(e.topic, (i, e.timeout))
+        if first[1] != e.timeout:
+            raise SpecError(f"observation[{i}].timeout: {e.timeout:g} s, but observation[{first[0]}] on the same "
+                            f"topic {e.topic!r} says {first[1]:g} s (a topic has one timeout)")
 
 
 def _parse_clip(raw: Any, n: int, where: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -364,8 +387,9 @@ def parse_spec(data: Any, source: Path | None = None) -> RobotSpec:
     obs_raw = data["observation"]
     if not isinstance(obs_raw, list) or not obs_raw:
         raise SpecError(f"observation: expected a non-empty list of entries, got {obs_raw!r}")
-    return RobotSpec(name=name, rate_hz=rate_hz,
-                     observation=tuple(_parse_obs(i, e) for i, e in enumerate(obs_raw)),
+    observation = tuple(_parse_obs(i, e) for i, e in enumerate(obs_raw))
+    _check_topic_timeouts(observation)
+    return RobotSpec(name=name, rate_hz=rate_hz, observation=observation,
                      action=_parse_action(data["action"]), safety=_parse_safety(data.get("safety") or {}),
                      sim=_parse_sim(data.get("sim") or {}), source=source)
 
