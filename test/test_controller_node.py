@@ -159,12 +159,29 @@ def test_limits_clamp_every_command(ctl):
     cmds = np.array([r.command[0] for r in recs])
     assert np.all(np.abs(cmds) <= LIMIT + 1e-12)
     wanted = np.array([r.action[0] * SPEC.action.scale[0] for r in recs])
-    assert np.any(np.abs(wanted) > LIMIT), "the policy never asked beyond the limit: test proves nothing"
-    over = np.abs(wanted) > LIMIT
+    # Where no soft start scales the command down (a stall on a loaded machine can fault the node and start
+    # a new one), an action beyond the limit is commanded at the limit exactly.
+    over = (np.abs(wanted) > LIMIT) & _settled(recs)
+    assert np.any(over), "the policy never asked beyond the limit outside a soft start: test proves nothing"
     np.testing.assert_allclose(np.abs(cmds[over]), LIMIT)
     published = [m.data[0] for m in ctl.cmds.since(t0)]
     assert all(abs(c) <= LIMIT + 1e-12 for c in published)
     assert any(abs(c) == LIMIT for c in published)  # the clamped values really go out on the topic
+
+
+def _settled(recs: list) -> np.ndarray:
+    """Per record: stepped, with its soft start over. A ramp starts at a fresh tick (after activation, a safe
+    tick or a dt-gap restart) and lasts SOFT_START of step dts (a fresh tick's is one period); the first
+    records, whose history is unknown, count as a ramp's start. One period of margin: the node sums the
+    dts in its own order."""
+    out, elapsed = np.zeros(len(recs), dtype=bool), 0.0
+    for i, r in enumerate(recs):
+        if r.status != 0 or r.fresh:
+            elapsed = 0.0
+        if r.status == 0:
+            elapsed += PERIOD if r.fresh else r.dt
+            out[i] = elapsed > SOFT_START + PERIOD
+    return out
 
 
 def _completed_ramp(recs: list, after: float = -1.0, from_safe: bool = True) -> list | None:
