@@ -103,12 +103,11 @@ class _Listener(BackgroundNode):
 def _score(robot: str, trace: dict[str, list], period: float) -> dict[str, Any]:
     """Replay the traced states through the robot's task, in order: return up to the first failure, its time.
 
-    The first traced state starts the episode; each later one is scored as the step from the one before
-    (its command, the sim time between them), so terms that difference states (forward velocity, action
-    rate) see the motion the sim made; states traced before the physics started (lockstep's pre-roll) score
-    nothing. Each reward is weighted by that time over the control period, so the
-    return is per control step whether states were traced at the control rate (lockstep) or the sensor rate
-    (realtime)."""
+    The first traced state starts the episode; each later one is scored as the step from the one before (its
+    command, the sim time between them), so terms that difference states (forward velocity, action rate) see the
+    motion the sim made; states traced before the physics started (lockstep's pre-roll) score nothing. Each
+    reward is weighted by that time over the control period, so the return is per control step whether states
+    were traced at the control rate (lockstep) or the sensor rate (realtime)."""
     import mujoco
 
     from liquid_control.sim.env import SpecEnv
