@@ -12,8 +12,8 @@ from ros_helpers import NodeProcess, Probe, console_script, ros_params
 
 NODE = "liquid_controller"
 RATE = 50.0  # ticks every 20 ms of sim time
-CLOCK_STEP_NS = 5_000_000  # /clock advances 5 ms per message: 4 messages per tick
-STEPS_PER_TICK = 4
+CLOCK_STEP_NS = 5_000_000  # /clock advances 5 ms per message
+STEPS_PER_TICK = round(1e9 / RATE) // CLOCK_STEP_NS  # 4 messages per tick
 SOFT_START = 0.2
 
 
