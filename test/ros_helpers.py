@@ -49,6 +49,15 @@ def ros_params(**params: Any) -> list[str]:
     return out
 
 
+def poll_until(predicate: Callable[[], Any], timeout: float, node: "NodeProcess | None" = None) -> bool:
+    """Poll `predicate` for up to `timeout` s (or until `node` exits); whether it came true. For waits that
+    only pace a test (lockstep with a node), where running out of time is not itself a failure."""
+    end = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < end and (node is None or node.alive()):
+        time.sleep(0.001)
+    return bool(predicate())
+
+
 class NodeProcess(ChildProcess):
     """A node (or any command) in its own process; output goes to a log file (a temp dir by default)."""
 

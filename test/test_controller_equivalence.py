@@ -3,12 +3,10 @@ then feed Policy.step and the CommandPipeline the same observations and dts — 
 bit for bit. Also shows that the loop follows /clock: every dt is exactly the sim-time period."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from controller_fixtures import COMMAND_TOPIC, SPEC, joint_state, make_artifact, parse_debug
-from ros_helpers import NodeProcess, Probe, console_script, ros_params
+from ros_helpers import NodeProcess, Probe, console_script, poll_until, ros_params
 
 NODE = "liquid_controller"
 RATE = 50.0  # ticks every 20 ms of sim time
@@ -59,7 +57,7 @@ def test_node_equals_policy_step_and_command_pipeline_under_sim_time(tmp_path):
             for _ in range(STEPS_PER_TICK):
                 t_ns += CLOCK_STEP_NS
                 clock.publish(Clock(clock=_stamp(t_ns)))
-            _wait_until(lambda: len(debug) > n, 5.0 if n else 0.2, node)
+            poll_until(lambda: len(debug) > n, 5.0 if n else 0.2, node)
         # Sim time has stopped at t_ns: the node ticks no more. Wait for its last tick (the last deadline up to
         # t_ns: t_ns itself, or 5 ms before if the first /clock was lost) and for that tick's command to
         # arrive, then nothing more is in flight.
@@ -109,14 +107,6 @@ def test_node_equals_policy_step_and_command_pipeline_under_sim_time(tmp_path):
     assert len(published) >= 0.9 * len(recorded)
     it = iter(recorded)
     assert all(any(p == r for r in it) for p in published), "a published command is not a recorded one"
-
-
-def _wait_until(predicate, timeout: float, node: NodeProcess) -> bool:
-    """Poll `predicate` for up to `timeout` s (or until the node exits); its last value."""
-    end = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < end and node.alive():
-        time.sleep(0.001)
-    return bool(predicate())
 
 
 def _stamp(ns: int):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from controller_fixtures import SPEC, joint_state, make_artifact, parse_debug
-from ros_helpers import NodeProcess, Probe, console_script, ros_params
+from ros_helpers import NodeProcess, Probe, console_script, poll_until, ros_params
 
 NODE = "liquid_controller"
 RATE = 50.0  # a tick every 20 ms of sim time
@@ -59,10 +59,7 @@ class SimClock:
         if not len(self.debug):
             return
         behind = t_ns * 1e-9 - 1.0 / RATE - 1e-9  # a latest tick before this is more than a period behind
-        end = time.monotonic() + 2.0
-        while (time.monotonic() < end and self.node.alive()
-               and parse_debug(self.debug.last()).time < behind):
-            time.sleep(0.001)
+        poll_until(lambda: parse_debug(self.debug.last()).time >= behind, 2.0, self.node)
 
 
 @contextmanager

@@ -52,7 +52,8 @@ class CfCSequence(torch.autograd.Function):
         n_steps, batch, n_in = x.shape
         n = h.shape[1]
         w1h = w1[:, n_in:] * K_IN  # (H, N): the recurrent half of the backbone, scaled
-        w1h_t, w2k_t = w1h.t(), (w2 * K_OUT).t()
+        w2k = w2 * K_OUT  # (4N, H): the heads, reading the backbone's tanh before its scale
+        w1h_t, w2k_t = w1h.t(), w2k.t()
         a_in = (torch.addmm(b1, x.reshape(n_steps * batch, n_in), w1[:, :n_in].t()) * K_IN).view(n_steps, batch, -1)
         # unbind: all the per-step views in one call (Python indexing per step costs more than the math)
         a_ins, dts, keeps = a_in.unbind(0), dt.unbind(0), keep.unbind(0) if any(resets) else None
@@ -71,16 +72,15 @@ class CfCSequence(torch.autograd.Function):
         y = torch.addmm(bp, h_all.view(n_steps * batch, n), wp.t()).view(n_steps, batch, -1)
         ctx.resets, ctx.n_in = resets, n_in
         ctx.set_materialize_grads(False)  # h_T unused (PPO): no zeros to add
-        ctx.save_for_backward(x, dt, keep if keep is not None else dt.new_empty(0), w1h, w2, wp, h_all,
+        ctx.save_for_backward(x, dt, keep if keep is not None else dt.new_empty(0), w1h, w2k, wp, h_all,
                               *[torch.stack(v) for v in (h_ins, us, f1s, f2s, ss)])
         return y, h
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor, gh_last: torch.Tensor | None) -> tuple[Any, ...]:
-        x, dt, keep, w1h, w2, wp, h_all, h_in, u_all, f1_all, f2_all, s_all = ctx.saved_tensors
+        x, dt, keep, w1h, w2k, wp, h_all, h_in, u_all, f1_all, f2_all, s_all = ctx.saved_tensors
         resets, n_in = ctx.resets, ctx.n_in
         n_steps, batch, n = h_all.shape
-        w2k = w2 * K_OUT
         gy_flat = gy.reshape(n_steps * batch, -1)
         gh_out = gy_flat.mm(wp).view(n_steps, batch, n).unbind(0)  # through the projection, every step
         us, f1s, f2s, ss = u_all.unbind(0), f1_all.unbind(0), f2_all.unbind(0), s_all.unbind(0)
